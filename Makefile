@@ -1,0 +1,40 @@
+# Two commands set up a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: demo test lint unit bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(DEV_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(PY) examples/order_processing.py
+
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check flowcraft tests examples benchmarks
+	$(VENV)/bin/mypy --strict flowcraft
+
+unit: $(DEV_STAMP)
+	$(VENV)/bin/pytest -q
+
+test: lint unit
+
+bench: $(STAMP)
+	$(PY) benchmarks/inmem_chain.py
+	$(PY) benchmarks/inmem_fanout.py
+	$(PY) benchmarks/inmem_many_runs.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

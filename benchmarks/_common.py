@@ -1,0 +1,40 @@
+"""Shared by the benchmark scripts: timing loop and the one-JSON-line report."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+async def measure(once: Callable[[], Awaitable[None]], *, warmup: int, repeats: int) -> list[float]:
+    """Seconds per call of `once`, after `warmup` unmeasured calls."""
+    for _ in range(warmup):
+        await once()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        await once()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def report(bench: str, *, nodes_per_s: float, runs_per_s: float, **extra: Any) -> None:
+    line = {
+        "bench": bench,
+        "nodes_per_s": round(nodes_per_s),
+        "runs_per_s": round(runs_per_s, 1),
+        **extra,
+        "python": platform.python_version(),
+    }
+    print(json.dumps(line))
+
+
+median = statistics.median

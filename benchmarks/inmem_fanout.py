@@ -1,0 +1,39 @@
+"""1 -> 200 -> `all` join, in memory: runs/s and nodes/s (median of 30 runs)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from _common import measure, median, report
+
+from flowcraft import Flow, FlowRuntime, NodeContext
+
+WIDTH = 200
+
+
+async def noop(ctx: NodeContext) -> int:
+    return 1
+
+
+def build() -> Flow:
+    flow = Flow("fanout").node("source", noop).node("join", noop)
+    for i in range(WIDTH):
+        flow.node(f"w{i}", noop).edge("source", f"w{i}").edge(f"w{i}", "join")
+    return flow
+
+
+async def main() -> None:
+    flow = build()
+    runtime = FlowRuntime()
+
+    async def once() -> None:
+        result = await runtime.run(flow)
+        assert result.status == "completed", result.errors
+
+    times = await measure(once, warmup=5, repeats=30)
+    t = median(times)
+    report("inmem_fanout", nodes_per_s=(WIDTH + 2) / t, runs_per_s=1 / t, width=WIDTH)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,58 @@
+"""flowcraft: an asyncio-native workflow engine. This module is the public surface."""
+
+from flowcraft.blueprint import (
+    EdgeDefinition,
+    NodeConfig,
+    NodeDefinition,
+    WorkflowBlueprint,
+    load_blueprint,
+)
+from flowcraft.builder import Flow
+from flowcraft.context import Context
+from flowcraft.errors import (
+    BlueprintError,
+    BlueprintVersionError,
+    ContextError,
+    ExpressionError,
+    FatalError,
+    FlowcraftError,
+    NodeExecutionError,
+    NodeTimeoutError,
+    ResumeError,
+    RunNotFoundError,
+)
+from flowcraft.events import Event, EventRecorder
+from flowcraft.nodes import Node, NodeContext, NodeResult
+from flowcraft.result import WorkflowError, WorkflowResult
+from flowcraft.runtime.runtime import FlowRuntime
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BlueprintError",
+    "BlueprintVersionError",
+    "Context",
+    "ContextError",
+    "EdgeDefinition",
+    "Event",
+    "EventRecorder",
+    "ExpressionError",
+    "FatalError",
+    "Flow",
+    "FlowRuntime",
+    "FlowcraftError",
+    "Node",
+    "NodeConfig",
+    "NodeContext",
+    "NodeDefinition",
+    "NodeExecutionError",
+    "NodeResult",
+    "NodeTimeoutError",
+    "ResumeError",
+    "RunNotFoundError",
+    "WorkflowBlueprint",
+    "WorkflowError",
+    "WorkflowResult",
+    "__version__",
+    "load_blueprint",
+]

@@ -1,0 +1,152 @@
+"""The fluent `Flow` builder: code in, blueprint (data) plus registry (code) out."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from flowcraft.blueprint import (
+    EdgeDefinition,
+    JoinStrategy,
+    NodeConfig,
+    NodeDefinition,
+    WorkflowBlueprint,
+    load_blueprint,
+)
+from flowcraft.errors import BlueprintError
+from flowcraft.nodes import Implementation
+
+
+def uses_key(impl: object, flow_id: str, node_id: str) -> str:
+    """A key that is the same in every process: `module:qualname`, or `flow:node` for locals."""
+    module = getattr(impl, "__module__", None)
+    qualname = getattr(impl, "__qualname__", None)
+    is_global = (
+        (inspect.isfunction(impl) or inspect.isclass(impl))
+        and isinstance(module, str) and isinstance(qualname, str)
+        and "<locals>" not in qualname and "<lambda>" not in qualname
+    )
+    if is_global:
+        return f"{module}:{qualname}"
+    return f"{flow_id}:{node_id}"
+
+
+class Flow:
+    """Builds a WorkflowBlueprint and the registry of implementations it `uses`."""
+
+    def __init__(self, id: str, version: str | None = None) -> None:
+        if not isinstance(id, str) or not id:
+            raise BlueprintError("a flow needs a non-empty string id")
+        self.id = id
+        self.version = version
+        self._nodes: list[NodeDefinition] = []
+        self._edges: list[EdgeDefinition] = []
+        self._registry: dict[str, Any] = {}
+        self._blueprint: WorkflowBlueprint | None = None
+
+    # -- nodes and edges -------------------------------------------------------------------
+
+    def node(
+        self,
+        id: str,
+        impl: Implementation | str,
+        *,
+        uses: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        inputs: str | Mapping[str, str] | None = None,
+        config: NodeConfig | None = None,
+        max_retries: int | None = None,
+        retry_delay: float | None = None,
+        backoff: float | None = None,
+        timeout: float | None = None,
+        fallback: str | None = None,
+        join: JoinStrategy | None = None,
+    ) -> Flow:
+        """Add a node. `impl` is a function, a Node subclass, or a `uses` key already known."""
+        if isinstance(impl, str):
+            key = uses or impl
+        else:
+            if not callable(impl):
+                raise BlueprintError(f"node {id!r}: implementation must be callable, got "
+                                     f"{type(impl).__name__}")
+            key = uses or uses_key(impl, self.id, id)
+            known = self._registry.get(key)
+            if known is not None and known is not impl:
+                raise BlueprintError(f"node {id!r}: uses key {key!r} already names another "
+                                     "implementation; pass uses= to disambiguate")
+            self._registry[key] = impl
+        shortcuts = {
+            name: value for name, value in (
+                ("max_retries", max_retries), ("retry_delay", retry_delay),
+                ("backoff", backoff), ("timeout", timeout), ("fallback", fallback),
+                ("join_strategy", join),
+            ) if value is not None
+        }
+        cfg = config or NodeConfig()
+        if shortcuts:
+            import msgspec
+
+            cfg = msgspec.structs.replace(cfg, **shortcuts)
+        self._nodes.append(NodeDefinition(
+            id=id, uses=key, params=dict(params or {}),
+            inputs=dict(inputs) if isinstance(inputs, Mapping) else inputs, config=cfg,
+        ))
+        self._blueprint = None
+        return self
+
+    def edge(self, source: str, target: str, *, action: str | None = None,
+             condition: str | None = None, transform: str | None = None) -> Flow:
+        self._edges.append(EdgeDefinition(source=source, target=target, action=action,
+                                          condition=condition, transform=transform))
+        self._blueprint = None
+        return self
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    @property
+    def registry(self) -> Mapping[str, Any]:
+        return self._registry
+
+    def to_blueprint(self) -> WorkflowBlueprint:
+        """The validated blueprint; raises BlueprintError on bad wiring. Cached until changed."""
+        if self._blueprint is None:
+            metadata: dict[str, Any] = {}
+            if self.version is not None:
+                metadata["version"] = self.version
+            self._blueprint = load_blueprint(WorkflowBlueprint(
+                id=self.id, nodes=tuple(self._nodes), edges=tuple(self._edges),
+                metadata=metadata,
+            ))
+        return self._blueprint
+
+    def to_mermaid(self) -> str:
+        return blueprint_to_mermaid(self.to_blueprint())
+
+    def __repr__(self) -> str:
+        return f"Flow({self.id!r}, nodes={len(self._nodes)}, edges={len(self._edges)})"
+
+
+def _mermaid_text(text: str) -> str:
+    return text.replace('"', "#quot;")
+
+
+def blueprint_to_mermaid(blueprint: WorkflowBlueprint) -> str:
+    """A Mermaid `flowchart TD`; node ids are mapped to safe names, labels keep the real ids."""
+    names = {node.id: f"n{i}" for i, node in enumerate(blueprint.nodes)}
+    lines = ["flowchart TD"]
+    for node in blueprint.nodes:
+        label = _mermaid_text(node.id)
+        shape = f'{{"{label}"}}' if node.uses == "loop-controller" else f'["{label}"]'
+        lines.append(f"    {names[node.id]}{shape}")
+    for edge in blueprint.edges:
+        parts = [p for p in (edge.action, edge.condition) if p]
+        arrow = f' -- "{_mermaid_text(" | ".join(parts))}" --> ' if parts else " --> "
+        lines.append(f"    {names[edge.source]}{arrow}{names[edge.target]}")
+    for node in blueprint.nodes:
+        if node.config.fallback:
+            lines.append(f'    {names[node.id]} -. "fallback" .-> {names[node.config.fallback]}')
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["Flow", "blueprint_to_mermaid", "uses_key"]

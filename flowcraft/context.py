@@ -1,0 +1,119 @@
+"""The run's context: an async key/value store whose values must be msgspec-JSON encodable.
+
+The async interface lets the same node code read a local dict (in memory) or Redis
+(distributed). Values are checked at `set` time so a bad value fails where it is written,
+never later on the wire, and never through a pickle fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+
+from flowcraft.errors import ContextError
+
+_PLAIN = (str, int, float, bool, type(None))
+_json_encode = msgspec.json.encode
+
+OUTPUTS_PREFIX = "_outputs."
+
+
+def output_key(node_id: str) -> str:
+    """The flat context key holding a node's output (its mirror is the bare node id)."""
+    return OUTPUTS_PREFIX + node_id
+
+
+def ensure_encodable(key: str, value: Any) -> None:
+    """Raise ContextError naming `key` (never the value: it may be a secret)."""
+    if type(value) in _PLAIN:
+        return
+    try:
+        _json_encode(value)
+    except (TypeError, ValueError, msgspec.EncodeError) as exc:
+        raise ContextError(
+            f"context key {key!r}: value of type {type(value).__name__} is not "
+            f"msgspec-JSON encodable ({type(exc).__name__})"
+        ) from None
+
+
+@runtime_checkable
+class Context(Protocol):
+    """What a node sees as `ctx.context`."""
+
+    async def get(self, key: str, default: Any = None) -> Any: ...
+    async def set(self, key: str, value: Any) -> None: ...
+    async def has(self, key: str) -> bool: ...
+    async def delete(self, key: str) -> bool: ...
+    async def to_dict(self) -> dict[str, Any]: ...
+
+
+ChangeListener = Callable[[str, str, Any], None]
+"""Called with (key, op, value) after a change; op is "set" or "delete"."""
+
+
+class MemoryContext:
+    """A dict-backed context. `data` is the live dict, used directly by the in-memory runtime."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: dict[str, Any] | None = None) -> None:
+        self.data: dict[str, Any] = {} if data is None else data
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    async def set(self, key: str, value: Any) -> None:
+        ensure_encodable(key, value)
+        self.data[key] = value
+
+    async def has(self, key: str) -> bool:
+        return key in self.data
+
+    async def delete(self, key: str) -> bool:
+        return self.data.pop(key, _MISSING) is not _MISSING
+
+    async def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+class TrackedContext:
+    """A view of a context that reports each change of one node (for `context:change`)."""
+
+    __slots__ = ("_base", "_listener")
+
+    def __init__(self, base: Context, listener: ChangeListener) -> None:
+        self._base = base
+        self._listener = listener
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        return await self._base.get(key, default)
+
+    async def set(self, key: str, value: Any) -> None:
+        await self._base.set(key, value)
+        self._listener(key, "set", value)
+
+    async def has(self, key: str) -> bool:
+        return await self._base.has(key)
+
+    async def delete(self, key: str) -> bool:
+        deleted = await self._base.delete(key)
+        if deleted:
+            self._listener(key, "delete", None)
+        return deleted
+
+    async def to_dict(self) -> dict[str, Any]:
+        return await self._base.to_dict()
+
+
+_MISSING = object()
+
+__all__ = [
+    "ChangeListener",
+    "Context",
+    "MemoryContext",
+    "TrackedContext",
+    "ensure_encodable",
+    "output_key",
+]

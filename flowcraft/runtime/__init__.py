@@ -1,0 +1,1 @@
+"""The in-memory runtime and the pieces the distributed adapter reuses (graph, routing, executor)."""

@@ -1,0 +1,124 @@
+"""A blueprint compiled once into index-based lookups, shared by every run of it.
+
+Routing, the in-memory scheduler and the distributed adapter all read this structure, so no
+code path scans the blueprint per node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flowcraft.blueprint import LOOP_CONTROLLER, NodeConfig, WorkflowBlueprint
+from flowcraft.errors import BlueprintError
+from flowcraft.expressions import Expression, compile_expression
+
+CONTINUE = "continue"
+BREAK = "break"
+
+# Edge kinds: loops make two kinds of edge special.
+NORMAL, BACK, EXIT = 0, 1, 2
+
+
+class CompiledEdge:
+    """One edge. BACK edges re-enter a loop; EXIT edges leave it (from the controller)."""
+
+    __slots__ = ("action", "condition", "condition_source", "index", "kind", "source", "target",
+                 "transform", "transform_source")
+
+    def __init__(self, index: int, source: CompiledNode, target: CompiledNode, action: str | None,
+                 condition: str | None, transform: str | None, kind: int) -> None:
+        self.index = index
+        self.source = source
+        self.target = target
+        self.action = action
+        self.condition_source = condition
+        self.transform_source = transform
+        self.condition: Expression | None = compile_expression(condition) if condition else None
+        self.transform: Expression | None = compile_expression(transform) if transform else None
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"<edge {self.index}: {self.source.id} -> {self.target.id}>"
+
+
+class CompiledNode:
+    """One node with its edges split the way joins need them."""
+
+    __slots__ = ("config", "forward_in", "id", "impl", "in_edges", "index", "inputs",
+                 "is_controller", "is_fallback_only", "join_any", "out_edges", "params",
+                 "back_in", "uses")
+
+    def __init__(self, index: int, node_id: str, uses: str, params: Mapping[str, Any],
+                 inputs: str | dict[str, str] | None, config: NodeConfig, impl: Any) -> None:
+        self.index = index
+        self.id = node_id
+        self.uses = uses
+        self.params = params
+        self.inputs = inputs
+        self.config = config
+        self.impl = impl
+        self.join_any = config.join_strategy == "any"
+        self.is_controller = uses == LOOP_CONTROLLER
+        self.is_fallback_only = False
+        self.out_edges: tuple[CompiledEdge, ...] = ()
+        self.in_edges: tuple[CompiledEdge, ...] = ()
+        self.forward_in: tuple[CompiledEdge, ...] = ()
+        self.back_in: tuple[CompiledEdge, ...] = ()
+
+    @property
+    def is_join(self) -> bool:
+        return len(self.in_edges) >= 2
+
+    def __repr__(self) -> str:
+        return f"<node {self.id}>"
+
+
+class Graph:
+    """The compiled form of one blueprint with one registry."""
+
+    def __init__(self, blueprint: WorkflowBlueprint, registry: Mapping[str, Any],
+                 builtins: Mapping[str, Any] | None = None) -> None:
+        self.blueprint = blueprint
+        self.id = blueprint.id
+        impls = {**(builtins or {}), **registry}
+        nodes: list[CompiledNode] = []
+        for i, nd in enumerate(blueprint.nodes):
+            impl = impls.get(nd.uses)
+            if impl is None:
+                raise BlueprintError(
+                    f"blueprint {blueprint.id!r}: node {nd.id!r} uses {nd.uses!r}, which is not "
+                    "in the registry")
+            nodes.append(CompiledNode(i, nd.id, nd.uses, nd.params, nd.inputs, nd.config, impl))
+        self.nodes: tuple[CompiledNode, ...] = tuple(nodes)
+        self.by_id: dict[str, CompiledNode] = {n.id: n for n in nodes}
+        outs: dict[int, list[CompiledEdge]] = {n.index: [] for n in nodes}
+        ins: dict[int, list[CompiledEdge]] = {n.index: [] for n in nodes}
+        edges: list[CompiledEdge] = []
+        for i, ed in enumerate(blueprint.edges):
+            source, target = self.by_id[ed.source], self.by_id[ed.target]
+            kind = NORMAL
+            if source.is_controller:
+                kind = BACK if ed.action == CONTINUE else EXIT
+            edge = CompiledEdge(i, source, target, ed.action, ed.condition, ed.transform, kind)
+            edges.append(edge)
+            outs[source.index].append(edge)
+            ins[target.index].append(edge)
+        self.edges: tuple[CompiledEdge, ...] = tuple(edges)
+        for node in nodes:
+            node.out_edges = tuple(outs[node.index])
+            node.in_edges = tuple(ins[node.index])
+            node.forward_in = tuple(e for e in node.in_edges if e.kind != BACK)
+            node.back_in = tuple(e for e in node.in_edges if e.kind == BACK)
+        for nd in blueprint.nodes:
+            if nd.config.fallback:
+                self.by_id[nd.config.fallback].is_fallback_only = True
+        self.start_nodes: tuple[CompiledNode, ...] = tuple(
+            n for n in nodes if not n.forward_in and not n.is_fallback_only)
+        self.condition_names: dict[int, frozenset[str]] = {
+            n.index: frozenset().union(*(e.condition.names for e in n.out_edges if e.condition))
+            for n in nodes
+        }
+
+
+__all__ = ["BACK", "BREAK", "CONTINUE", "EXIT", "NORMAL", "CompiledEdge", "CompiledNode", "Graph"]

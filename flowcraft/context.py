@@ -7,7 +7,7 @@ never later on the wire, and never through a pickle fallback.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
@@ -49,7 +49,7 @@ class Context(Protocol):
     async def to_dict(self) -> dict[str, Any]: ...
 
 
-ChangeListener = Callable[[str, str, Any], None]
+ChangeListener = Callable[[str, str, Any], Awaitable[None]]
 """Called with (key, op, value) after a change; op is "set" or "delete"."""
 
 
@@ -92,7 +92,7 @@ class TrackedContext:
 
     async def set(self, key: str, value: Any) -> None:
         await self._base.set(key, value)
-        self._listener(key, "set", value)
+        await self._listener(key, "set", value)
 
     async def has(self, key: str) -> bool:
         return await self._base.has(key)
@@ -100,7 +100,7 @@ class TrackedContext:
     async def delete(self, key: str) -> bool:
         deleted = await self._base.delete(key)
         if deleted:
-            self._listener(key, "delete", None)
+            await self._listener(key, "delete", None)
         return deleted
 
     async def to_dict(self) -> dict[str, Any]:

@@ -1,1 +1,1 @@
-"""The in-memory runtime and the pieces the distributed adapter reuses (graph, routing, executor)."""
+"""The in-memory runtime and what the distributed adapter reuses: graph, routing, executor."""

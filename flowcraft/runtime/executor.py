@@ -15,14 +15,20 @@ import anyio.to_thread
 
 from flowcraft.errors import FatalError, NodeExecutionError, NodeTimeoutError
 from flowcraft.events import Emit, NodeFallback, NodeRetry
-from flowcraft.nodes import Node, NodeContext, NodeResult, as_result, is_async_callable, \
-    is_node_class
+from flowcraft.nodes import (
+    Node,
+    NodeContext,
+    NodeResult,
+    as_result,
+    is_async_callable,
+    is_node_class,
+)
 from flowcraft.runtime.graph import CompiledNode
 
 log = logging.getLogger("flowcraft.executor")
 
 
-def NodeFailure(cause: BaseException, attempt: int, node_id: str) -> NodeExecutionError:
+def _failure(cause: BaseException, attempt: int, node_id: str) -> NodeExecutionError:
     """A node failed for good: all attempts and fallbacks are spent."""
     return NodeExecutionError(f"node {node_id!r} failed on attempt {attempt}: {cause}",
                               node_id=node_id, attempt=attempt, cause=cause)
@@ -91,7 +97,7 @@ class Executor:
         except NodeExecutionError:
             raise
         except Exception as exc:
-            raise NodeFailure(exc, ctx.attempt, node.id) from exc
+            raise _failure(exc, ctx.attempt, node.id) from exc
         return as_result(outcome)
 
     async def _execute(self, node: CompiledNode, ctx: NodeContext,
@@ -125,10 +131,10 @@ class Executor:
                     return await attempt_fn(ctx)
                 return await self._timed(attempt_fn, ctx, timeout / 1000.0)
             except FatalError as exc:
-                raise NodeFailure(exc, attempt, node.id) from exc
+                raise _failure(exc, attempt, node.id) from exc
             except Exception as exc:
                 if attempt >= cfg.max_retries:
-                    raise NodeFailure(exc, attempt, node.id) from exc
+                    raise _failure(exc, attempt, node.id) from exc
                 log.debug("node %s attempt %d failed: %r", node.id, attempt, exc)
                 if self.emit is not None:
                     await self.emit(NodeRetry(run_id=ctx.run_id, blueprint_id=ctx.blueprint_id,
@@ -172,14 +178,14 @@ class Executor:
                 try:
                     value = await instance.fallback(failure.cause or failure, ctx)
                 except Exception as exc:
-                    raise NodeFailure(exc, failure.attempt, node.id) from exc
+                    raise _failure(exc, failure.attempt, node.id) from exc
             return as_result(await instance.post(value, ctx))
         except NodeExecutionError as failure:
             errors.append(failure.cause or failure)
             raise
         except Exception as exc:
             errors.append(exc)
-            raise NodeFailure(exc, ctx.attempt, node.id) from exc
+            raise _failure(exc, ctx.attempt, node.id) from exc
         finally:
             if errors:
                 try:
@@ -188,7 +194,7 @@ class Executor:
                     log.exception("recover() of node %s raised; ignored", node.id)
 
     async def _run_fallback(self, node: CompiledNode, fallback: CompiledNode, ctx: NodeContext,
-                            failure: NodeFailure) -> NodeResult:
+                            failure: NodeExecutionError) -> NodeResult:
         log.info("node %s failed (%r); running fallback %s", node.id, failure.cause, fallback.id)
         if self.emit is not None:
             await self.emit(NodeFallback(run_id=ctx.run_id, blueprint_id=ctx.blueprint_id,
@@ -201,7 +207,8 @@ class Executor:
         try:
             return await self._execute(fallback, fb_ctx, None)
         except NodeExecutionError as fb_failure:
-            raise NodeFailure(fb_failure.cause or fb_failure, failure.attempt, node.id) from fb_failure.cause
+            cause = fb_failure.cause or fb_failure
+            raise _failure(cause, failure.attempt, node.id) from cause
 
 
 __all__ = ["Executor", "retry_delay_s"]

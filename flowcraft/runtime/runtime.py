@@ -248,13 +248,10 @@ class FlowRuntime:
     def _tracked(self, run: _Run, node_id: str) -> TrackedContext:
         emit = run.emit
         assert emit is not None
-        tg = run.task_group
 
-        def changed(key: str, op: str, value: Any) -> None:
-            event = ContextChange(run_id=run.run_id, blueprint_id=run.blueprint_id, key=key,
-                                  op=op, node_id=node_id, value=value)
-            if tg is not None:
-                tg.start_soon(emit, event)
+        async def changed(key: str, op: str, value: Any) -> None:
+            await emit(ContextChange(run_id=run.run_id, blueprint_id=run.blueprint_id, key=key,
+                                     op=op, node_id=node_id, value=value))
 
         return TrackedContext(run.context, changed)
 

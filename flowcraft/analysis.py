@@ -10,7 +10,8 @@ from typing import Any
 
 import msgspec
 
-from flowcraft.blueprint import LOOP_CONTROLLER, WorkflowBlueprint, find_cycle
+from flowcraft.blueprint import WorkflowBlueprint, find_cycle
+from flowcraft.builtins.kinds import BUILTIN_KINDS, LOOP_CONTROLLER
 from flowcraft.errors import BlueprintError, ExpressionError
 from flowcraft.expressions import compile_expression
 
@@ -84,7 +85,7 @@ def lint(data: bytes | str | Mapping[str, Any] | WorkflowBlueprint,
                                     node.id))
         ids.add(node.id)
     for node in bp.nodes:
-        if registry is not None and node.uses not in registry and node.uses not in _BUILTINS:
+        if registry is not None and node.uses not in registry and node.uses not in BUILTIN_KINDS:
             issues.append(LintIssue("missing-implementation",
                                     f"node {node.id!r} uses {node.uses!r}, which no registry "
                                     "entry provides", node.id))
@@ -131,8 +132,6 @@ def _lint_expression(issues: list[LintIssue], source: Any, where: str,
     except ExpressionError as exc:
         issues.append(LintIssue("bad-expression", f"{where}: {exc}", node_id))
 
-
-_BUILTINS = frozenset({LOOP_CONTROLLER, "sleep", "wait", "subflow", "batch"})
 
 __all__ = [
     "LintIssue",

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from flowcraft.builtins.kinds import BATCH, LOOP_CONTROLLER, SLEEP, SUBFLOW, parse_duration
 from flowcraft.errors import BlueprintError, ExpressionError
 from flowcraft.expressions import compile_expression
 
@@ -124,9 +125,6 @@ def load_blueprint(data: bytes | str | Mapping[str, Any] | WorkflowBlueprint, *,
     return blueprint
 
 
-LOOP_CONTROLLER = "loop-controller"
-
-
 def validate_blueprint(blueprint: WorkflowBlueprint) -> None:
     """Structural checks that a schema cannot express; each error names the offending path."""
     ids: set[str] = set()
@@ -150,11 +148,7 @@ def validate_blueprint(blueprint: WorkflowBlueprint) -> None:
         if cfg.timeout is not None and cfg.timeout <= 0:
             raise BlueprintError(f"timeout must be > 0 ms at `{path}.config.timeout` "
                                  f"(node {node.id!r})")
-        if node.uses == LOOP_CONTROLLER:
-            condition = node.params.get("condition")
-            if not isinstance(condition, str):
-                raise BlueprintError(f"loop controller needs a string `{path}.params.condition`")
-            _check_expression(condition, f"{path}.params.condition")
+        _check_builtin_params(node, path)
     for i, node in enumerate(blueprint.nodes):
         fallback = node.config.fallback
         if fallback is not None and (fallback not in ids or fallback == node.id):
@@ -172,6 +166,44 @@ def validate_blueprint(blueprint: WorkflowBlueprint) -> None:
     cycle = find_cycle(blueprint)
     if cycle:
         raise BlueprintError("cycle without a loop controller: " + " -> ".join(cycle))
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_builtin_params(node: NodeDefinition, path: str) -> None:
+    """Built-in kinds carry their settings in `params`; check them where the blueprint loads."""
+    params = node.params
+    where = f"`{path}.params` (node {node.id!r})"
+    if node.uses == LOOP_CONTROLLER:
+        condition = params.get("condition")
+        if not isinstance(condition, str):
+            raise BlueprintError(f"loop controller needs a string condition at {where}")
+        _check_expression(condition, f"{path}.params.condition")
+        if "maxIterations" in params and not _positive_int(params["maxIterations"]):
+            raise BlueprintError(f"maxIterations must be an integer >= 1 at {where}")
+    elif node.uses == SLEEP:
+        try:
+            parse_duration(params.get("duration"))
+        except BlueprintError as exc:
+            raise BlueprintError(f"{exc} at {where}") from None
+    elif node.uses == SUBFLOW:
+        if not isinstance(params.get("blueprintId"), str):
+            raise BlueprintError(f"subflow needs a string blueprintId at {where}")
+        for key in ("inputs", "outputs"):
+            mapping = params.get(key, {})
+            if not isinstance(mapping, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
+                raise BlueprintError(f"subflow {key} must map strings to strings at {where}")
+    elif node.uses == BATCH:
+        if not isinstance(params.get("worker"), str):
+            raise BlueprintError(f"batch needs a string worker (a uses key) at {where}")
+        if not isinstance(params.get("inputKey"), str):
+            raise BlueprintError(f"batch needs a string inputKey at {where}")
+        concurrency = params.get("concurrency")
+        if concurrency is not None and not _positive_int(concurrency):
+            raise BlueprintError(f"batch concurrency must be an integer >= 1 at {where}")
 
 
 def _check_expression(source: str, path: str) -> None:

@@ -6,6 +6,8 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from flowcraft.blueprint import (
     EdgeDefinition,
     JoinStrategy,
@@ -14,6 +16,7 @@ from flowcraft.blueprint import (
     WorkflowBlueprint,
     load_blueprint,
 )
+from flowcraft.builtins.kinds import BATCH, LOOP_CONTROLLER, SLEEP, SUBFLOW, WAIT, parse_duration
 from flowcraft.errors import BlueprintError
 from flowcraft.nodes import Implementation
 
@@ -44,6 +47,7 @@ class Flow:
         self._edges: list[EdgeDefinition] = []
         self._registry: dict[str, Any] = {}
         self._blueprint: WorkflowBlueprint | None = None
+        self._loops: set[str] = set()
 
     # -- nodes and edges -------------------------------------------------------------------
 
@@ -71,11 +75,7 @@ class Flow:
                 raise BlueprintError(f"node {id!r}: implementation must be callable, got "
                                      f"{type(impl).__name__}")
             key = uses or uses_key(impl, self.id, id)
-            known = self._registry.get(key)
-            if known is not None and known is not impl:
-                raise BlueprintError(f"node {id!r}: uses key {key!r} already names another "
-                                     "implementation; pass uses= to disambiguate")
-            self._registry[key] = impl
+            self._register(id, key, impl)
         shortcuts = {
             name: value for name, value in (
                 ("max_retries", max_retries), ("retry_delay", retry_delay),
@@ -85,8 +85,6 @@ class Flow:
         }
         cfg = config or NodeConfig()
         if shortcuts:
-            import msgspec
-
             cfg = msgspec.structs.replace(cfg, **shortcuts)
         self._nodes.append(NodeDefinition(
             id=id, uses=key, params=dict(params or {}),
@@ -97,10 +95,79 @@ class Flow:
 
     def edge(self, source: str, target: str, *, action: str | None = None,
              condition: str | None = None, transform: str | None = None) -> Flow:
+        """Connect two nodes. An edge leaving a loop id is the loop's exit (action "break")."""
+        if source in self._loops and action is None:
+            action = "break"
         self._edges.append(EdgeDefinition(source=source, target=target, action=action,
                                           condition=condition, transform=transform))
         self._blueprint = None
         return self
+
+    # -- built-in constructs ---------------------------------------------------------------
+
+    def loop(self, id: str, *, start: str, end: str, condition: str,
+             max_iterations: int = 1000) -> Flow:
+        """A do-while loop: after `end`, `condition` (over the context) decides whether `start`
+        runs again. Leave the loop with `flow.edge(id, "next")`."""
+        if not isinstance(max_iterations, int) or max_iterations < 1:
+            raise BlueprintError(f"loop {id!r}: max_iterations must be an integer >= 1")
+        self._builtin(id, LOOP_CONTROLLER,
+                      {"condition": condition, "maxIterations": max_iterations})
+        self._loops.add(id)
+        self._edges.append(EdgeDefinition(source=end, target=id))
+        self._edges.append(EdgeDefinition(source=id, target=start, action="continue"))
+        return self
+
+    def batch(self, id: str, worker: Implementation | str, *, input_key: str,
+              output_key: str | None = None, concurrency: int | None = None,
+              uses: str | None = None, config: NodeConfig | None = None,
+              max_retries: int | None = None, retry_delay: float | None = None,
+              timeout: float | None = None) -> Flow:
+        """Run `worker` once per item of the list at `input_key`; outputs, in item order, go to
+        `output_key` (default: the batch id). Retry/timeout settings apply per item."""
+        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+            raise BlueprintError(f"batch {id!r}: concurrency must be an integer >= 1 or None")
+        if isinstance(worker, str):
+            key = worker
+        else:
+            key = uses or uses_key(worker, self.id, f"{id}.worker")
+            self._register(id, key, worker)
+        params: dict[str, Any] = {"worker": key, "inputKey": input_key,
+                                  "outputKey": output_key or id}
+        if concurrency is not None:
+            params["concurrency"] = concurrency
+        return self._builtin(id, BATCH, params, config=config, max_retries=max_retries,
+                             retry_delay=retry_delay, timeout=timeout)
+
+    def sleep(self, id: str, *, duration: float | str) -> Flow:
+        """Pause this branch: a number of ms or "500ms"/"5s"/"2m"/"1h"/"1d"."""
+        try:
+            parse_duration(duration)
+        except BlueprintError as exc:
+            raise BlueprintError(f"sleep {id!r}: {exc}") from None
+        return self._builtin(id, SLEEP, {"duration": duration})
+
+    def wait(self, id: str) -> Flow:
+        """Pause this branch until `resume(..., node_id=id)` (human in the loop)."""
+        return self._builtin(id, WAIT, {})
+
+    def subflow(self, id: str, *, blueprint_id: str, inputs: Mapping[str, str] | None = None,
+                outputs: Mapping[str, str] | None = None) -> Flow:
+        """Run another registered blueprint as one node. `inputs={child_key: parent_key}`,
+        `outputs={parent_key: child_key}`."""
+        return self._builtin(id, SUBFLOW, {"blueprintId": blueprint_id,
+                                           "inputs": dict(inputs or {}),
+                                           "outputs": dict(outputs or {})})
+
+    def _builtin(self, id: str, kind: str, params: dict[str, Any], **config: Any) -> Flow:
+        return self.node(id, kind, params=params, **config)
+
+    def _register(self, node_id: str, key: str, impl: object) -> None:
+        known = self._registry.get(key)
+        if known is not None and known is not impl:
+            raise BlueprintError(f"node {node_id!r}: uses key {key!r} already names another "
+                                 "implementation; pass uses= to disambiguate")
+        self._registry[key] = impl
 
     # -- outputs ---------------------------------------------------------------------------
 

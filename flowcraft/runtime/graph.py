@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flowcraft.blueprint import LOOP_CONTROLLER, NodeConfig, WorkflowBlueprint
+from flowcraft.blueprint import NodeConfig, WorkflowBlueprint
+from flowcraft.builtins.kinds import BATCH, BUILTIN_KINDS, LOOP_CONTROLLER
 from flowcraft.errors import BlueprintError
 from flowcraft.expressions import Expression, compile_expression
 
@@ -45,9 +46,9 @@ class CompiledEdge:
 class CompiledNode:
     """One node with its edges split the way joins need them."""
 
-    __slots__ = ("config", "forward_in", "id", "impl", "in_edges", "index", "inputs",
-                 "is_controller", "is_fallback_only", "join_any", "out_edges", "params",
-                 "back_in", "uses")
+    __slots__ = ("back_in", "batch_worker", "config", "forward_in", "id", "impl", "in_edges",
+                 "index", "inputs", "is_controller", "is_fallback_only", "join_any", "kind",
+                 "out_edges", "params", "uses")
 
     def __init__(self, index: int, node_id: str, uses: str, params: Mapping[str, Any],
                  inputs: str | dict[str, str] | None, config: NodeConfig, impl: Any) -> None:
@@ -60,6 +61,8 @@ class CompiledNode:
         self.impl = impl
         self.join_any = config.join_strategy == "any"
         self.is_controller = uses == LOOP_CONTROLLER
+        self.kind: str | None = uses if uses in BUILTIN_KINDS else None
+        self.batch_worker: CompiledNode | None = None
         self.is_fallback_only = False
         self.out_edges: tuple[CompiledEdge, ...] = ()
         self.in_edges: tuple[CompiledEdge, ...] = ()
@@ -89,7 +92,16 @@ class Graph:
                 raise BlueprintError(
                     f"blueprint {blueprint.id!r}: node {nd.id!r} uses {nd.uses!r}, which is not "
                     "in the registry")
-            nodes.append(CompiledNode(i, nd.id, nd.uses, nd.params, nd.inputs, nd.config, impl))
+            node = CompiledNode(i, nd.id, nd.uses, nd.params, nd.inputs, nd.config, impl)
+            if node.kind == BATCH:
+                worker = impls.get(nd.params["worker"])
+                if worker is None:
+                    raise BlueprintError(
+                        f"blueprint {blueprint.id!r}: batch {nd.id!r} worker "
+                        f"{nd.params['worker']!r} is not in the registry")
+                node.batch_worker = CompiledNode(-1, nd.id, nd.params["worker"], nd.params,
+                                                 None, nd.config, worker)
+            nodes.append(node)
         self.nodes: tuple[CompiledNode, ...] = tuple(nodes)
         self.by_id: dict[str, CompiledNode] = {n.id: n for n in nodes}
         outs: dict[int, list[CompiledEdge]] = {n.index: [] for n in nodes}

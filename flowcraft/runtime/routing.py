@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from flowcraft.context import OUTPUTS_PREFIX
+from flowcraft.expressions import compile_expression
 from flowcraft.nodes import NodeResult
 from flowcraft.runtime.graph import CompiledEdge, CompiledNode
 
@@ -134,6 +135,16 @@ __all__ = [
     "ExpressionEvaluator",
     "decide_edges",
     "edge_value",
+    "loop_continues",
     "resolve_input_path",
     "resolve_inputs",
 ]
+
+
+def loop_continues(node: CompiledNode, context: Mapping[str, Any],
+                   evaluator: ExpressionEvaluator | None = None) -> bool:
+    """A loop controller's decision: does the body run again? The condition sees the context."""
+    source = node.params["condition"]
+    if evaluator is not None:
+        return bool(evaluator.evaluate(source, context))
+    return bool(compile_expression(source).evaluate(context))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -18,9 +19,18 @@ from anyio.abc import TaskGroup
 
 from flowcraft.blueprint import WorkflowBlueprint, load_blueprint
 from flowcraft.builder import Flow
+from flowcraft.builtins.kinds import BATCH, SLEEP, SUBFLOW, WAIT, Suspended, parse_duration
 from flowcraft.context import MemoryContext, TrackedContext, ensure_encodable, output_key
-from flowcraft.errors import BlueprintError, ContextError, FlowcraftError, NodeExecutionError
+from flowcraft.errors import (
+    BlueprintError,
+    ContextError,
+    FlowcraftError,
+    NodeExecutionError,
+    ResumeError,
+)
 from flowcraft.events import (
+    BatchFinish,
+    BatchStart,
     ContextChange,
     EdgeEvaluate,
     Emit,
@@ -29,6 +39,8 @@ from flowcraft.events import (
     NodeSkipped,
     NodeStart,
     WorkflowFinish,
+    WorkflowPause,
+    WorkflowResume,
     WorkflowStart,
     as_emitter,
 )
@@ -36,7 +48,14 @@ from flowcraft.nodes import NodeContext, NodeResult
 from flowcraft.result import RunStatus, WorkflowError, WorkflowResult, utc_now
 from flowcraft.runtime.executor import Executor
 from flowcraft.runtime.graph import BACK, EXIT, CompiledEdge, CompiledNode, Graph
-from flowcraft.runtime.routing import ExpressionEvaluator, decide_edges, edge_value, resolve_inputs
+from flowcraft.runtime.routing import (
+    ExpressionEvaluator,
+    decide_edges,
+    edge_value,
+    loop_continues,
+    resolve_inputs,
+)
+from flowcraft.runtime.state import Awaiting, Join, RunState
 
 log = logging.getLogger("flowcraft.runtime")
 
@@ -44,40 +63,29 @@ Instance = tuple[CompiledNode, int, Any]
 """A ready node instance: (node, iteration, input)."""
 
 
-class _Join:
-    """Edge resolutions collected for one instance of a node with several incoming edges."""
-
-    __slots__ = ("fired", "resolved", "taken")
-
-    def __init__(self) -> None:
-        self.resolved = 0
-        self.taken: dict[int, tuple[str, Any]] = {}
-        self.fired = False
-
-
 class _Run:
     """The mutable state of one in-memory run."""
 
-    def __init__(self, runtime: FlowRuntime, graph: Graph, run_id: str,
-                 data: dict[str, Any], emit: Emit | None) -> None:
-        self.runtime = runtime
+    def __init__(self, runtime: FlowRuntime, graph: Graph, run_id: str, data: dict[str, Any],
+                 state: RunState | None = None, durable_timers: bool = False) -> None:
         self.graph = graph
         self.run_id = run_id
         self.blueprint_id = graph.id
         self.context = MemoryContext(data)
         self.data = data
-        self.emit = emit
+        self.emit: Emit | None = runtime._emit
+        self.state = state or RunState()
+        self.durable_timers = durable_timers
         self.errors: list[WorkflowError] = []
         self.failed = False
         self.cancelled = False
-        self.joins: dict[tuple[int, int], _Join] = {}
         self.skips: list[tuple[CompiledNode, int]] = []
         self.pills: dict[str, str] = {}
-        self.parent: dict[int, int] = {}
-        self.next_iteration = 0
         self.limiter = (anyio.CapacityLimiter(runtime.concurrency)
                         if runtime.concurrency else None)
         self.task_group: TaskGroup | None = None
+        self.step_mode = False
+        self.pending: list[Instance] = []
 
     @property
     def stopping(self) -> bool:
@@ -107,10 +115,7 @@ class FlowRuntime:
         self.registry: dict[str, Any] = dict(registry or {})
         self.blueprints: dict[str, WorkflowBlueprint] = {}
         for key, item in (blueprints or {}).items():
-            if isinstance(item, Flow):
-                self.registry.update(item.registry)
-                item = item.to_blueprint()
-            self.blueprints[key] = item
+            self.register(item, key)
         self.dependencies: Mapping[str, Any] = dependencies or {}
         self.middleware = list(middleware)
         self.event_bus = event_bus
@@ -122,6 +127,13 @@ class FlowRuntime:
         self._runs: dict[str, _Run] = {}
 
     # -- public API -------------------------------------------------------------------------
+
+    def register(self, flow: Flow | WorkflowBlueprint, blueprint_id: str | None = None) -> None:
+        """Make a flow or blueprint available to subflows (and by id to `run`)."""
+        if isinstance(flow, Flow):
+            self.registry.update(flow.registry)
+            flow = flow.to_blueprint()
+        self.blueprints[blueprint_id or flow.id] = flow
 
     def graph_for(self, target: Flow | WorkflowBlueprint | str) -> Graph:
         """The compiled graph of a flow, a blueprint, or a registered blueprint id (cached)."""
@@ -141,26 +153,49 @@ class FlowRuntime:
             return cached[2]
         if not isinstance(target, Flow):
             load_blueprint(blueprint)
-        graph = Graph(blueprint, {**self.registry, **registry})
+        graph = Graph(blueprint, {**self.registry, **registry}, _BUILTINS)
         self._graphs[blueprint.id] = (blueprint, registry, graph)
         return graph
 
     async def run(self, flow: Flow | WorkflowBlueprint | str,
-                  context: Mapping[str, Any] | None = None,
-                  run_id: str | None = None) -> WorkflowResult:
+                  context: Mapping[str, Any] | None = None, run_id: str | None = None, *,
+                  durable_timers: bool = False) -> WorkflowResult:
         """Run to the end (or until every live branch awaits) and return the result."""
-        graph = self.graph_for(flow)
-        data: dict[str, Any] = {}
-        for key, value in (context or {}).items():
-            ensure_encodable(key, value)
-            data[key] = value
-        run = _Run(self, graph, run_id or uuid.uuid4().hex, data, self._emit)
-        if not graph.start_nodes:
-            raise BlueprintError(f"blueprint {graph.id!r} has no start node")
+        run = self._new_run(flow, context, run_id, durable_timers)
         if run.emit is not None:
-            await run.emit(WorkflowStart(run_id=run.run_id, blueprint_id=graph.id,
-                                         context=dict(data)))
-        ready = [(node, 0, None) for node in graph.start_nodes]
+            await run.emit(WorkflowStart(run_id=run.run_id, blueprint_id=run.blueprint_id,
+                                         context=dict(run.data)))
+        return await self._drive(run, self._start_instances(run))
+
+    async def resume(self, flow: Flow | WorkflowBlueprint | str,
+                     result: WorkflowResult | bytes | str | Mapping[str, Any],
+                     node_id: str | None = None, output: Any = None,
+                     action: str | None = None) -> WorkflowResult:
+        """Complete an awaiting node with `output`/`action` and continue its branch."""
+        previous = _as_result(result)
+        graph = self.graph_for(flow)
+        if previous.status != "awaiting":
+            raise ResumeError(f"run {previous.run_id!r} is {previous.status}, not awaiting")
+        state = RunState.from_dict(previous.state)
+        node_id = _pick_awaiting(previous.run_id, state, node_id)
+        waiting = state.awaiting[node_id]
+        node = graph.by_id.get(node_id)
+        if node is None:
+            raise ResumeError(f"run {previous.run_id!r}: node {node_id!r} is not in blueprint "
+                              f"{graph.id!r}")
+        if waiting.kind == SLEEP and waiting.wake_at is not None and waiting.wake_at > utc_now():
+            raise ResumeError(f"run {previous.run_id!r}: sleep {node_id!r} is due at "
+                              f"{waiting.wake_at.isoformat()}, not yet")
+        ensure_encodable(output_key(node_id), output)
+        run = _Run(self, graph, previous.run_id, dict(previous.context), state)
+        run.durable_timers = bool(previous.state.get("durable_timers", False))
+        if run.emit is not None:
+            await run.emit(WorkflowResume(run_id=run.run_id, blueprint_id=run.blueprint_id,
+                                          node_id=node_id))
+        if waiting.kind == SUBFLOW:
+            return await self._resume_subflow(run, node, waiting, output, action)
+        del state.awaiting[node_id]
+        ready = await self._complete(run, node, waiting.iteration, NodeResult(output, action))
         return await self._drive(run, ready)
 
     def cancel(self, run_id: str) -> bool:
@@ -173,6 +208,22 @@ class FlowRuntime:
         return True
 
     # -- scheduling -------------------------------------------------------------------------
+
+    def _new_run(self, flow: Flow | WorkflowBlueprint | str, context: Mapping[str, Any] | None,
+                 run_id: str | None, durable_timers: bool) -> _Run:
+        graph = self.graph_for(flow)
+        if not graph.start_nodes:
+            raise BlueprintError(f"blueprint {graph.id!r} has no start node")
+        data: dict[str, Any] = {}
+        for key, value in (context or {}).items():
+            ensure_encodable(key, value)
+            data[key] = value
+        return _Run(self, graph, run_id or uuid.uuid4().hex, data,
+                    durable_timers=durable_timers)
+
+    @staticmethod
+    def _start_instances(run: _Run) -> list[Instance]:
+        return [(node, 0, None) for node in run.graph.start_nodes]
 
     async def _drive(self, run: _Run, ready: list[Instance]) -> WorkflowResult:
         self._runs[run.run_id] = run
@@ -202,47 +253,70 @@ class FlowRuntime:
             ready = await self._execute(run, *current)
             if not ready:
                 return
+            if run.step_mode:
+                run.pending.extend(ready)
+                return
             tg = run.task_group
             assert tg is not None
             for extra in ready[1:]:
                 tg.start_soon(self._lane, run, extra)
             current = ready[0]
 
+    def _node_context(self, run: _Run, node: CompiledNode, iteration: int,
+                      node_input: Any) -> NodeContext:
+        return NodeContext(
+            context=run.context if run.emit is None else self._tracked(run, node.id),
+            input=node_input, params=node.params, dependencies=self.dependencies,
+            run_id=run.run_id, node_id=node.id, blueprint_id=run.blueprint_id,
+            iteration=iteration)
+
     async def _execute(self, run: _Run, node: CompiledNode, iteration: int,
                        given_input: Any) -> list[Instance]:
         """Run one instance, record its output, route; return the instances it made ready."""
-        graph = run.graph
-        data = run.data
-        emit = run.emit
-        node_input = (resolve_inputs(node.inputs, data, graph.by_id)
+        node_input = (resolve_inputs(node.inputs, run.data, run.graph.by_id)
                       if node.inputs is not None else given_input)
-        ctx = NodeContext(
-            context=run.context if emit is None else self._tracked(run, node.id),
-            input=node_input, params=node.params, dependencies=self.dependencies,
-            run_id=run.run_id, node_id=node.id, blueprint_id=run.blueprint_id,
-            iteration=iteration, services=run)
-        if emit is not None:
-            await emit(NodeStart(run_id=run.run_id, blueprint_id=run.blueprint_id,
-                                 node_id=node.id, iteration=iteration, input=node_input))
-        fallback = graph.by_id[node.config.fallback] if node.config.fallback else None
+        ctx = self._node_context(run, node, iteration, node_input)
+        if run.emit is not None:
+            await run.emit(NodeStart(run_id=run.run_id, blueprint_id=run.blueprint_id,
+                                     node_id=node.id, iteration=iteration, input=node_input))
         try:
-            result = await self._executor.execute(node, ctx, fallback)
-            output = result.output
-            ensure_encodable(output_key(node.id), output)
+            if node.kind is None:
+                fallback = run.graph.by_id[node.config.fallback] if node.config.fallback \
+                    else None
+                result = await self._executor.execute(node, ctx, fallback)
+            else:
+                result = await self._builtin(run, node, ctx)
         except NodeExecutionError as failure:
             await self._fail(run, node, iteration, failure.cause or failure, failure.attempt)
             return []
-        except ContextError as exc:
+        except FlowcraftError as exc:
             await self._fail(run, node, iteration, exc, ctx.attempt)
             return []
-        data[output_key(node.id)] = output
-        data[node.id] = output
-        if emit is not None:
-            await emit(NodeFinish(run_id=run.run_id, blueprint_id=run.blueprint_id,
-                                  node_id=node.id, iteration=iteration, output=output,
-                                  action=result.action))
-        if run.stopping:
+        if type(result.output) is Suspended:
+            await self._suspend(run, node, iteration, result.output)
             return []
+        return await self._complete(run, node, iteration, result)
+
+    async def _complete(self, run: _Run, node: CompiledNode, iteration: int,
+                        result: NodeResult) -> list[Instance]:
+        """Record a finished instance's output and route along its edges."""
+        output = result.output
+        key = output_key(node.id)
+        try:
+            ensure_encodable(key, output)
+        except ContextError as exc:
+            await self._fail(run, node, iteration, exc, 1)
+            return []
+        run.data[key] = output
+        run.data[node.id] = output
+        if run.emit is not None:
+            await run.emit(NodeFinish(run_id=run.run_id, blueprint_id=run.blueprint_id,
+                                      node_id=node.id, iteration=iteration, output=output,
+                                      action=result.action))
+        if run.stopping or not node.out_edges:
+            return []
+        if node.is_controller:
+            return await self._route_controller(run, node, iteration, result)
         return await self._route(run, node, iteration, result)
 
     def _tracked(self, run: _Run, node_id: str) -> TrackedContext:
@@ -255,29 +329,45 @@ class FlowRuntime:
 
         return TrackedContext(run.context, changed)
 
+    # -- routing and joins ------------------------------------------------------------------
+
     async def _route(self, run: _Run, node: CompiledNode, iteration: int,
                      result: NodeResult) -> list[Instance]:
-        edges = node.out_edges
-        if not edges:
-            return []
         flags = decide_edges(node, result, run.data, self.evaluator)
-        if node.is_controller:
-            return self._route_controller(run, node, iteration, flags, result.output)
         ready: list[Instance] = []
-        emit = run.emit
-        for edge, taken in zip(edges, flags, strict=True):
-            if emit is not None:
-                await emit(EdgeEvaluate(run_id=run.run_id, blueprint_id=run.blueprint_id,
-                                        source=node.id, target=edge.target.id, taken=taken,
-                                        action=edge.action, condition=edge.condition_source))
-            value = edge_value(edge, result.output, run.data, self.evaluator) if taken else None
-            self._resolve(run, edge, iteration, taken, value, ready)
+        for edge, taken in zip(node.out_edges, flags, strict=True):
+            await self._take(run, edge, iteration, taken, result.output, ready)
         await self._flush_skips(run, ready)
         return ready
 
-    def _route_controller(self, run: _Run, node: CompiledNode, iteration: int,
-                          flags: list[bool], output: Any) -> list[Instance]:
-        raise NotImplementedError("loops arrive with the loop built-in")
+    async def _route_controller(self, run: _Run, node: CompiledNode, iteration: int,
+                                result: NodeResult) -> list[Instance]:
+        """A loop controller resolves only its BACK edges (continue) or its EXIT edges (break),
+        so the loop's exit waits for the last iteration and the body re-enters fresh."""
+        ready: list[Instance] = []
+        if result.action == "continue":
+            fresh = run.state.fresh_iteration(iteration)
+            for edge in node.out_edges:
+                if edge.kind == BACK:
+                    await self._take(run, edge, fresh, True, result.output, ready)
+        else:
+            flags = decide_edges(node, result, run.data, self.evaluator)
+            entry = run.state.entry_of(iteration)
+            for edge, taken in zip(node.out_edges, flags, strict=True):
+                if edge.kind == EXIT:
+                    await self._take(run, edge, entry, taken, result.output, ready)
+        await self._flush_skips(run, ready)
+        return ready
+
+    async def _take(self, run: _Run, edge: CompiledEdge, iteration: int, taken: bool,
+                    output: Any, ready: list[Instance]) -> None:
+        if run.emit is not None:
+            await run.emit(EdgeEvaluate(run_id=run.run_id, blueprint_id=run.blueprint_id,
+                                        source=edge.source.id, target=edge.target.id,
+                                        taken=taken, action=edge.action,
+                                        condition=edge.condition_source))
+        value = edge_value(edge, output, run.data, self.evaluator) if taken else None
+        self._resolve(run, edge, iteration, taken, value, ready)
 
     def _resolve(self, run: _Run, edge: CompiledEdge, iteration: int, taken: bool, value: Any,
                  ready: list[Instance]) -> None:
@@ -295,10 +385,11 @@ class FlowRuntime:
             else:
                 run.skips.append((target, iteration))
             return
+        joins = run.state.joins
         key = (target.index, iteration)
-        join = run.joins.get(key)
+        join = joins.get(key)
         if join is None:
-            join = run.joins[key] = _Join()
+            join = joins[key] = Join()
         join.resolved += 1
         if taken:
             join.taken[edge.index] = (edge.source.id, value)
@@ -307,7 +398,7 @@ class FlowRuntime:
                 ready.append((target, iteration, {edge.source.id: value}))
         if join.resolved < len(required):
             return
-        del run.joins[key]
+        del joins[key]
         if target.join_any:
             if not join.fired:
                 run.skips.append((target, iteration))
@@ -326,11 +417,136 @@ class FlowRuntime:
                 await run.emit(NodeSkipped(run_id=run.run_id, blueprint_id=run.blueprint_id,
                                            node_id=node.id, iteration=iteration))
             for edge in node.out_edges:
-                if node.is_controller and edge.kind != EXIT:
-                    continue
-                target_iteration = (run.parent.get(iteration, iteration)
-                                    if edge.kind == EXIT else iteration)
-                self._resolve(run, edge, target_iteration, False, None, ready)
+                if node.is_controller:
+                    if edge.kind == EXIT:
+                        self._resolve(run, edge, run.state.entry_of(iteration), False, None,
+                                      ready)
+                else:
+                    self._resolve(run, edge, iteration, False, None, ready)
+
+    # -- built-in kinds ---------------------------------------------------------------------
+
+    async def _builtin(self, run: _Run, node: CompiledNode, ctx: NodeContext) -> NodeResult:
+        kind = node.kind
+        if node.is_controller:
+            return self._loop_step(run, node, ctx)
+        if kind == WAIT:
+            return NodeResult(Suspended(kind=WAIT))
+        if kind == SLEEP:
+            ms = parse_duration(node.params["duration"])
+            if run.durable_timers:
+                return NodeResult(Suspended(kind=SLEEP,
+                                            wake_at=utc_now() + timedelta(milliseconds=ms)))
+            await anyio.sleep(ms / 1000.0)
+            return NodeResult(ctx.input)
+        if kind == BATCH:
+            return await self._batch(run, node, ctx)
+        if kind == SUBFLOW:
+            return await self._subflow(run, node, ctx)
+        raise BlueprintError(f"node {node.id!r}: unknown built-in kind {kind!r}")
+
+    def _loop_step(self, run: _Run, node: CompiledNode, ctx: NodeContext) -> NodeResult:
+        entry = run.state.entry_of(ctx.iteration)
+        counts = run.state.loop_counts
+        done = counts.get((node.index, entry), 0) + 1
+        counts[(node.index, entry)] = done
+        if not loop_continues(node, run.data, self.evaluator):
+            del counts[(node.index, entry)]
+            return NodeResult(ctx.input, "break")
+        limit = int(node.params.get("maxIterations", 1000))
+        if done >= limit:
+            raise LoopLimitError(
+                f"loop {node.id!r} of run {run.run_id!r} exceeded max_iterations={limit}: "
+                f"{done} iterations ran and the condition still held")
+        return NodeResult(ctx.input, "continue")
+
+    async def _batch(self, run: _Run, node: CompiledNode, ctx: NodeContext) -> NodeResult:
+        params = node.params
+        items = run.data.get(params["inputKey"])
+        if not isinstance(items, list):
+            raise ContextError(
+                f"batch {node.id!r}: context key {params['inputKey']!r} holds "
+                f"{type(items).__name__}, expected a list")
+        worker = node.batch_worker
+        assert worker is not None
+        fallback = run.graph.by_id[node.config.fallback] if node.config.fallback else None
+        outputs: list[Any] = [None] * len(items)
+        limiter = anyio.CapacityLimiter(params.get("concurrency") or max(len(items), 1))
+        emit = run.emit
+        if emit is not None:
+            await emit(BatchStart(run_id=run.run_id, blueprint_id=run.blueprint_id,
+                                  node_id=node.id, iteration=ctx.iteration, size=len(items)))
+
+        async def one(index: int, item: Any) -> None:
+            async with limiter:
+                item_ctx = NodeContext(
+                    context=ctx.context, input=item, params={**node.params, "index": index},
+                    dependencies=self.dependencies, run_id=run.run_id,
+                    node_id=f"{node.id}[{index}]", blueprint_id=run.blueprint_id,
+                    iteration=ctx.iteration)
+                outputs[index] = (await self._executor.execute(worker, item_ctx,
+                                                                fallback)).output
+
+        async with anyio.create_task_group() as tg:
+            for index, item in enumerate(items):
+                tg.start_soon(one, index, item)
+        output_key_name = params.get("outputKey") or node.id
+        if output_key_name != node.id:
+            await ctx.context.set(output_key_name, outputs)
+        if emit is not None:
+            await emit(BatchFinish(run_id=run.run_id, blueprint_id=run.blueprint_id,
+                                   node_id=node.id, iteration=ctx.iteration, size=len(items)))
+        return NodeResult(outputs)
+
+    async def _subflow(self, run: _Run, node: CompiledNode, ctx: NodeContext) -> NodeResult:
+        params = node.params
+        child_id = params["blueprintId"]
+        child_context = {child_key: run.data.get(parent_key)
+                         for child_key, parent_key in params.get("inputs", {}).items()}
+        child = await self.run(child_id, context=child_context,
+                               run_id=f"{run.run_id}/{node.id}#{ctx.iteration}",
+                               durable_timers=run.durable_timers)
+        return await self._subflow_outcome(run, node, ctx, child)
+
+    async def _subflow_outcome(self, run: _Run, node: CompiledNode, ctx: NodeContext,
+                               child: WorkflowResult) -> NodeResult:
+        if child.status == "awaiting":
+            return NodeResult(Suspended(kind=SUBFLOW, child=msgspec.to_builtins(child)))
+        if child.status != "completed":
+            detail = "; ".join(f"{e.node_id}: {e.type}: {e.message}" for e in child.errors)
+            raise SubflowError(f"subflow {node.id!r} (blueprint {node.params['blueprintId']!r}) "
+                               f"ended {child.status}: {detail or 'no error recorded'}")
+        for parent_key, child_key in node.params.get("outputs", {}).items():
+            await ctx.context.set(parent_key, child.context.get(child_key))
+        return NodeResult({k: v for k, v in child.context.items() if not k.startswith("_")})
+
+    async def _resume_subflow(self, run: _Run, node: CompiledNode, waiting: Awaiting,
+                              output: Any, action: str | None) -> WorkflowResult:
+        assert waiting.child is not None
+        child_previous = msgspec.convert(waiting.child, WorkflowResult, strict=False)
+        child = await self.resume(node.params["blueprintId"], child_previous, None, output,
+                                  action)
+        ctx = self._node_context(run, node, waiting.iteration, None)
+        del run.state.awaiting[node.id]
+        try:
+            result = await self._subflow_outcome(run, node, ctx, child)
+        except FlowcraftError as exc:
+            await self._fail(run, node, waiting.iteration, exc, 1)
+            return await self._finish(run)
+        if type(result.output) is Suspended:
+            await self._suspend(run, node, waiting.iteration, result.output)
+            return await self._finish(run)
+        return await self._drive(run, await self._complete(run, node, waiting.iteration,
+                                                           result))
+
+    @staticmethod
+    async def _suspend(run: _Run, node: CompiledNode, iteration: int,
+                       signal: Suspended) -> None:
+        run.state.awaiting[node.id] = Awaiting(node_id=node.id, iteration=iteration,
+                                               kind=signal.kind, wake_at=signal.wake_at,
+                                               child=signal.child)
+
+    # -- failure and the end of a run -------------------------------------------------------
 
     async def _fail(self, run: _Run, node: CompiledNode, iteration: int, cause: BaseException,
                     attempt: int) -> None:
@@ -349,30 +565,71 @@ class FlowRuntime:
 
     async def _finish(self, run: _Run) -> WorkflowResult:
         status: RunStatus
+        state = run.state
         if run.cancelled:
             status = "cancelled"
         elif run.failed:
             status = "failed"
-        elif any(not j.fired for j in run.joins.values()):
+        elif state.awaiting:
+            status = "awaiting"
+        elif any(not j.fired for j in state.joins.values()):
             status = "stalled"
         else:
             status = "completed"
         result = WorkflowResult(
             run_id=run.run_id, status=status, context=_plain(run.data), errors=list(run.errors),
+            awaiting=list(state.awaiting) if status == "awaiting" else [],
             blueprint_id=run.blueprint_id)
+        if status == "awaiting":
+            result.state = {**state.to_dict(), "durable_timers": run.durable_timers}
         if run.emit is not None:
-            await run.emit(WorkflowFinish(run_id=run.run_id, blueprint_id=run.blueprint_id,
-                                          status=status, errors=list(run.errors)))
+            if status == "awaiting":
+                await run.emit(WorkflowPause(run_id=run.run_id, blueprint_id=run.blueprint_id,
+                                             awaiting=list(result.awaiting)))
+            else:
+                await run.emit(WorkflowFinish(run_id=run.run_id, blueprint_id=run.blueprint_id,
+                                              status=status, errors=list(run.errors)))
         return result
+
+
+class LoopLimitError(FlowcraftError):
+    """A loop ran `max_iterations` times and its condition still held."""
+
+
+class SubflowError(FlowcraftError):
+    """A subflow ended failed, cancelled or stalled; the message carries the child's errors."""
+
+
+def _pick_awaiting(run_id: str, state: RunState, node_id: str | None) -> str:
+    if node_id is None:
+        if len(state.awaiting) != 1:
+            raise ResumeError(f"run {run_id!r}: node_id is required when "
+                              f"{len(state.awaiting)} nodes await: {sorted(state.awaiting)}")
+        return next(iter(state.awaiting))
+    if node_id not in state.awaiting:
+        raise ResumeError(f"run {run_id!r}: node {node_id!r} is not awaiting "
+                          f"(awaiting: {sorted(state.awaiting)})")
+    return node_id
+
+
+def _as_result(result: WorkflowResult | bytes | str | Mapping[str, Any]) -> WorkflowResult:
+    if isinstance(result, WorkflowResult):
+        return result
+    try:
+        if isinstance(result, bytes | str):
+            return WorkflowResult.from_json(result)
+        return msgspec.convert(result, WorkflowResult, strict=False)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ResumeError(f"not a serialised WorkflowResult: {exc}") from None
 
 
 def _plain(data: dict[str, Any]) -> dict[str, Any]:
     """The context as JSON-shaped data: what a distributed run would return too."""
-    try:
-        plain: dict[str, Any] = msgspec.to_builtins(data)
-    except (TypeError, msgspec.EncodeError) as exc:  # pragma: no cover - values are checked
-        raise FlowcraftError(f"context is not encodable: {exc}") from None
+    plain: dict[str, Any] = msgspec.to_builtins(data)
     return plain
 
 
-__all__ = ["FlowRuntime"]
+_BUILTINS: dict[str, Any] = {kind: kind for kind in (BATCH, SLEEP, SUBFLOW, WAIT,
+                                                       "loop-controller")}
+
+__all__ = ["FlowRuntime", "LoopLimitError", "SubflowError"]

@@ -19,9 +19,6 @@ ORDER = {
     "lines": [{"sku": "kettle", "qty": 1, "price": 39.5}, {"sku": "mug", "qty": 4, "price": 6.25}],
 }
 
-_fraud_attempts: dict[str, int] = {}
-
-
 async def fetch_order(ctx: NodeContext) -> dict[str, Any]:
     return await ctx.context.get("order")
 
@@ -59,7 +56,7 @@ async def hold(ctx: NodeContext) -> str:
 def notify(ctx: NodeContext) -> str:
     """A plain function: flowcraft runs it in a worker thread."""
     (outcome,) = ctx.input.values()
-    return f"emailed {ORDER['customer']}: order {ORDER['id']} {outcome}"
+    return f"customer notified: order {outcome}"
 
 
 flow = (

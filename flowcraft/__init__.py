@@ -21,10 +21,12 @@ from flowcraft.errors import (
     ResumeError,
     RunNotFoundError,
 )
+from flowcraft.eventlog import JsonlEventStore
 from flowcraft.events import Event, EventRecorder
 from flowcraft.nodes import Node, NodeContext, NodeResult
 from flowcraft.result import WorkflowError, WorkflowResult
 from flowcraft.runtime.runtime import FlowRuntime
+from flowcraft.runtime.stepper import Stepper
 
 __version__ = "0.1.0"
 
@@ -41,6 +43,7 @@ __all__ = [
     "Flow",
     "FlowRuntime",
     "FlowcraftError",
+    "JsonlEventStore",
     "Node",
     "NodeConfig",
     "NodeContext",
@@ -50,6 +53,7 @@ __all__ = [
     "NodeTimeoutError",
     "ResumeError",
     "RunNotFoundError",
+    "Stepper",
     "WorkflowBlueprint",
     "WorkflowError",
     "WorkflowResult",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -198,9 +199,21 @@ def _mermaid_text(text: str) -> str:
     return text.replace('"', "#quot;")
 
 
+_MERMAID_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_MERMAID_RESERVED = frozenset({"end", "graph", "subgraph", "flowchart", "style", "class",
+                               "classDef", "click", "linkStyle", "direction"})
+
+
+def _mermaid_name(node_id: str, index: int) -> str:
+    """The node id itself where Mermaid accepts it, else a stable synthetic name."""
+    if _MERMAID_ID.match(node_id) and node_id not in _MERMAID_RESERVED:
+        return node_id
+    return f"n{index}_"
+
+
 def blueprint_to_mermaid(blueprint: WorkflowBlueprint) -> str:
-    """A Mermaid `flowchart TD`; node ids are mapped to safe names, labels keep the real ids."""
-    names = {node.id: f"n{i}" for i, node in enumerate(blueprint.nodes)}
+    """A Mermaid `flowchart TD`; labels always show the real node ids."""
+    names = {node.id: _mermaid_name(node.id, i) for i, node in enumerate(blueprint.nodes)}
     lines = ["flowchart TD"]
     for node in blueprint.nodes:
         label = _mermaid_text(node.id)

@@ -17,6 +17,7 @@ from flowcraft.analysis import lint
 from flowcraft.blueprint import WorkflowBlueprint, load_blueprint
 from flowcraft.builder import Flow, blueprint_to_mermaid
 from flowcraft.errors import FlowcraftError
+from flowcraft.eventlog import JsonlEventStore, summarize
 from flowcraft.events import Event, NodeErrorEvent, NodeFinish, NodeSkipped, NodeStart
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -66,25 +67,40 @@ def _import(name: str) -> Any:
         raise UsageError(f"cannot import {name}: {exc}") from None
 
 
-class _Progress:
-    """Prints one line per node event: the live view of a run."""
+class _Fanout:
+    def __init__(self, buses: list[Any]) -> None:
+        self.buses = buses
 
-    def __init__(self, out: TextIO) -> None:
+    async def emit(self, event: Event) -> None:
+        for bus in self.buses:
+            await bus.emit(event)
+
+
+class _Progress:
+    """Prints one line per node event: the live view of a run (coloured on a TTY)."""
+
+    def __init__(self, out: TextIO, tty: bool = False) -> None:
         self.out = out
+        self.tty = tty
         self.started: dict[str, float] = {}
 
     async def emit(self, event: Event) -> None:
         if isinstance(event, NodeStart):
             self.started[event.node_id] = time.perf_counter()
-            self.out.write(f"  … {event.node_id} started\n")
+            self._line("…", event.node_id, "started", "33")
         elif isinstance(event, NodeFinish):
             ms = (time.perf_counter() - self.started.get(event.node_id, time.perf_counter())) * 1e3
             action = f" action={event.action}" if event.action else ""
-            self.out.write(f"  ✓ {event.node_id} finished in {ms:.1f} ms{action}\n")
+            self._line("✓", event.node_id, f"finished in {ms:.1f} ms{action}", "32")
         elif isinstance(event, NodeErrorEvent):
-            self.out.write(f"  ✗ {event.node_id} failed: {event.error.message}\n")
+            self._line("✗", event.node_id, f"failed: {event.error.message}", "31")
         elif isinstance(event, NodeSkipped):
-            self.out.write(f"  - {event.node_id} skipped\n")
+            self._line("-", event.node_id, "skipped", "90")
+
+    def _line(self, mark: str, node_id: str, text: str, colour: str) -> None:
+        if self.tty:
+            mark = f"\x1b[{colour}m{mark}\x1b[0m"
+        self.out.write(f"  {mark} {node_id} {text}\n")
         self.out.flush()
 
 
@@ -98,9 +114,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--context is not valid JSON: {exc}") from None
     if not isinstance(context, dict):
         raise UsageError("--context must be a JSON object")
-    bus = None if args.json else _Progress(sys.stdout)
-    runtime = FlowRuntime(event_bus=bus)
-    result = asyncio.run(runtime.run(flow, context=context))
+    buses: list[Any] = [] if args.json else [_Progress(sys.stdout, sys.stdout.isatty())]
+    store = JsonlEventStore(args.events) if args.events else None
+    if store is not None:
+        buses.append(store)
+    runtime = FlowRuntime(event_bus=_Fanout(buses) if buses else None)
+    try:
+        result = asyncio.run(runtime.run(flow, context=context))
+    finally:
+        if store is not None:
+            store.close()
     if args.json:
         sys.stdout.write(result.to_json().decode() + "\n")
     else:
@@ -138,6 +161,24 @@ def _cmd_lint(args: argparse.Namespace) -> int:
     return EXIT_FAILED if issues else EXIT_OK
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    path = Path(args.log)
+    if not path.is_file():
+        raise UsageError(f"no such file: {args.log}")
+    rows = summarize(JsonlEventStore.read(path))
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(rows).decode() + "\n")
+        return EXIT_OK
+    header = ("node", "status", "runs", "attempts", "ms")
+    table = [header] + [(r.node_id, r.status, str(r.runs), str(r.attempts), f"{r.ms:.1f}")
+                        for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        sys.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+                         .rstrip() + "\n")
+    return EXIT_OK
+
+
 def _cmd_mermaid(args: argparse.Namespace) -> int:
     target = load_target(args.target)
     blueprint = target.to_blueprint() if isinstance(target, Flow) else target
@@ -153,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--context", help="initial context as a JSON object")
     run.add_argument("--json", action="store_true", help="print the result as one JSON document")
     run.set_defaults(handler=_cmd_run)
+    run.add_argument("--events", help="append the run's events to this JSON-lines file")
+    inspect = sub.add_parser("inspect", help="per-node status table of an event log (JSONL)")
+    inspect.add_argument("log")
+    inspect.add_argument("--json", action="store_true")
+    inspect.set_defaults(handler=_cmd_inspect)
     lint_p = sub.add_parser("lint", help="report problems, one line each (exit 1 if any)")
     lint_p.add_argument("target")
     lint_p.add_argument("--json", action="store_true")

@@ -87,6 +87,7 @@ class ContextChange(Event, frozen=True, kw_only=True, tag="context:change"):
     key: str
     op: str
     node_id: str | None = None
+    iteration: int = 0
     value: Any = None
 
 

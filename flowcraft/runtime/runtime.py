@@ -34,6 +34,7 @@ from flowcraft.events import (
     ContextChange,
     EdgeEvaluate,
     Emit,
+    Event,
     NodeErrorEvent,
     NodeFinish,
     NodeSkipped,
@@ -48,6 +49,7 @@ from flowcraft.nodes import NodeContext, NodeResult
 from flowcraft.result import RunStatus, WorkflowError, WorkflowResult, utc_now
 from flowcraft.runtime.executor import Executor
 from flowcraft.runtime.graph import BACK, EXIT, CompiledEdge, CompiledNode, Graph
+from flowcraft.runtime.replay import ReplayPlan, replay_context
 from flowcraft.runtime.routing import (
     ExpressionEvaluator,
     decide_edges,
@@ -86,6 +88,7 @@ class _Run:
         self.task_group: TaskGroup | None = None
         self.step_mode = False
         self.pending: list[Instance] = []
+        self.replay: ReplayPlan | None = None
 
     @property
     def stopping(self) -> bool:
@@ -198,6 +201,31 @@ class FlowRuntime:
         ready = await self._complete(run, node, waiting.iteration, NodeResult(output, action))
         return await self._drive(run, ready)
 
+    def replay(self, flow: Flow | WorkflowBlueprint | str,
+               events: Sequence[Event]) -> WorkflowResult:
+        """Rebuild a recorded run's final result from its events, running no node."""
+        graph = self.graph_for(flow)
+        return replay_context(graph.id, events)
+
+    async def replay_from(self, flow: Flow | WorkflowBlueprint | str, events: Sequence[Event],
+                          node_id: str, overrides: Mapping[str, Any] | None = None,
+                          ) -> WorkflowResult:
+        """Re-run `node_id` and its descendants; every other node reuses its recorded output.
+
+        `overrides` are context values set before the re-run (e.g. a corrected input).
+        """
+        graph = self.graph_for(flow)
+        if node_id not in graph.by_id:
+            raise BlueprintError(f"node {node_id!r} is not in blueprint {graph.id!r}")
+        plan = ReplayPlan.from_events(graph, events, node_id)
+        context = {**plan.initial_context, **(overrides or {})}
+        run = self._new_run(flow, context, None, False)
+        run.replay = plan
+        if run.emit is not None:
+            await run.emit(WorkflowStart(run_id=run.run_id, blueprint_id=run.blueprint_id,
+                                         context=dict(run.data)))
+        return await self._drive(run, self._start_instances(run))
+
     def cancel(self, run_id: str) -> bool:
         """Cancel a live run: running nodes are cancelled, the result says `cancelled`."""
         run = self._runs.get(run_id)
@@ -265,7 +293,7 @@ class FlowRuntime:
     def _node_context(self, run: _Run, node: CompiledNode, iteration: int,
                       node_input: Any) -> NodeContext:
         return NodeContext(
-            context=run.context if run.emit is None else self._tracked(run, node.id),
+            context=run.context if run.emit is None else self._tracked(run, node.id, iteration),
             input=node_input, params=node.params, dependencies=self.dependencies,
             run_id=run.run_id, node_id=node.id, blueprint_id=run.blueprint_id,
             iteration=iteration)
@@ -280,7 +308,10 @@ class FlowRuntime:
             await run.emit(NodeStart(run_id=run.run_id, blueprint_id=run.blueprint_id,
                                      node_id=node.id, iteration=iteration, input=node_input))
         try:
-            if node.kind is None:
+            recorded = run.replay.recall(node.id, iteration) if run.replay is not None else None
+            if recorded is not None:
+                result = await recorded.apply(ctx)
+            elif node.kind is None:
                 fallback = run.graph.by_id[node.config.fallback] if node.config.fallback \
                     else None
                 result = await self._executor.execute(node, ctx, fallback)
@@ -319,13 +350,14 @@ class FlowRuntime:
             return await self._route_controller(run, node, iteration, result)
         return await self._route(run, node, iteration, result)
 
-    def _tracked(self, run: _Run, node_id: str) -> TrackedContext:
+    @staticmethod
+    def _tracked(run: _Run, node_id: str, iteration: int) -> TrackedContext:
         emit = run.emit
         assert emit is not None
 
         async def changed(key: str, op: str, value: Any) -> None:
             await emit(ContextChange(run_id=run.run_id, blueprint_id=run.blueprint_id, key=key,
-                                     op=op, node_id=node_id, value=value))
+                                     op=op, node_id=node_id, iteration=iteration, value=value))
 
         return TrackedContext(run.context, changed)
 

@@ -43,7 +43,8 @@ def _function_attempt(impl: Any) -> Attempt:
         return coro_fn
 
     async def run_sync(ctx: NodeContext) -> Any:
-        return await anyio.to_thread.run_sync(impl, ctx)
+        # abandon_on_cancel: a timeout or cancellation must not wait for the thread to return.
+        return await anyio.to_thread.run_sync(impl, ctx, abandon_on_cancel=True)
 
     return run_sync
 

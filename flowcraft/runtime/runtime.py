@@ -262,6 +262,14 @@ class FlowRuntime:
                     tg.start_soon(self._lane, run, instance)
                 if ready:
                     await self._lane(run, ready[0])
+        except anyio.get_cancelled_exc_class():
+            # Cancelled from outside (a cancel scope, wait_for): report it, then propagate.
+            if run.emit is not None:
+                with anyio.CancelScope(shield=True):
+                    await run.emit(WorkflowFinish(run_id=run.run_id,
+                                                  blueprint_id=run.blueprint_id,
+                                                  status="cancelled", errors=list(run.errors)))
+            raise
         finally:
             run.task_group = None
             del self._runs[run.run_id]

@@ -78,28 +78,36 @@ class MemoryContext:
         return dict(self.data)
 
 
-class TrackedContext:
-    """A view of a context that reports each change of one node (for `context:change`)."""
+class NodeScopedContext:
+    """One node's view of the run context: errors name the run and node, and (when a listener
+    is given) every change is reported for `context:change` events."""
 
-    __slots__ = ("_base", "_listener")
+    __slots__ = ("_base", "_listener", "_node_id", "_run_id")
 
-    def __init__(self, base: Context, listener: ChangeListener) -> None:
+    def __init__(self, base: Context, run_id: str, node_id: str,
+                 listener: ChangeListener | None = None) -> None:
         self._base = base
+        self._run_id = run_id
+        self._node_id = node_id
         self._listener = listener
 
     async def get(self, key: str, default: Any = None) -> Any:
         return await self._base.get(key, default)
 
     async def set(self, key: str, value: Any) -> None:
-        await self._base.set(key, value)
-        await self._listener(key, "set", value)
+        try:
+            await self._base.set(key, value)
+        except ContextError as exc:
+            raise ContextError(f"run {self._run_id!r}, node {self._node_id!r}: {exc}") from None
+        if self._listener is not None:
+            await self._listener(key, "set", value)
 
     async def has(self, key: str) -> bool:
         return await self._base.has(key)
 
     async def delete(self, key: str) -> bool:
         deleted = await self._base.delete(key)
-        if deleted:
+        if deleted and self._listener is not None:
             await self._listener(key, "delete", None)
         return deleted
 
@@ -113,7 +121,7 @@ __all__ = [
     "ChangeListener",
     "Context",
     "MemoryContext",
-    "TrackedContext",
+    "NodeScopedContext",
     "ensure_encodable",
     "output_key",
 ]

@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup
 from flowcraft.blueprint import WorkflowBlueprint, load_blueprint
 from flowcraft.builder import Flow
 from flowcraft.builtins.kinds import BATCH, SLEEP, SUBFLOW, WAIT, Suspended, parse_duration
-from flowcraft.context import MemoryContext, TrackedContext, ensure_encodable, output_key
+from flowcraft.context import MemoryContext, NodeScopedContext, ensure_encodable, output_key
 from flowcraft.errors import (
     BlueprintError,
     ContextError,
@@ -301,7 +301,7 @@ class FlowRuntime:
     def _node_context(self, run: _Run, node: CompiledNode, iteration: int,
                       node_input: Any) -> NodeContext:
         return NodeContext(
-            context=run.context if run.emit is None else self._tracked(run, node.id, iteration),
+            context=self._scoped(run, node.id, iteration),
             input=node_input, params=node.params, dependencies=self.dependencies,
             run_id=run.run_id, node_id=node.id, blueprint_id=run.blueprint_id,
             iteration=iteration)
@@ -344,7 +344,8 @@ class FlowRuntime:
         try:
             ensure_encodable(key, output)
         except ContextError as exc:
-            await self._fail(run, node, iteration, exc, 1)
+            await self._fail(run, node, iteration, ContextError(
+                f"run {run.run_id!r}, node {node.id!r}: output {exc}"), 1)
             return []
         run.data[key] = output
         run.data[node.id] = output
@@ -359,15 +360,16 @@ class FlowRuntime:
         return await self._route(run, node, iteration, result)
 
     @staticmethod
-    def _tracked(run: _Run, node_id: str, iteration: int) -> TrackedContext:
+    def _scoped(run: _Run, node_id: str, iteration: int) -> NodeScopedContext:
         emit = run.emit
-        assert emit is not None
+        if emit is None:
+            return NodeScopedContext(run.context, run.run_id, node_id)
 
         async def changed(key: str, op: str, value: Any) -> None:
             await emit(ContextChange(run_id=run.run_id, blueprint_id=run.blueprint_id, key=key,
                                      op=op, node_id=node_id, iteration=iteration, value=value))
 
-        return TrackedContext(run.context, changed)
+        return NodeScopedContext(run.context, run.run_id, node_id, changed)
 
     # -- routing and joins ------------------------------------------------------------------
 

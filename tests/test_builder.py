@@ -1,0 +1,373 @@
+"""Contract §3 (building flows) and §12.19 (Flow version)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import flows_for_tests
+import pytest
+
+from flowcraft import (
+    BlueprintError,
+    EdgeDefinition,
+    Flow,
+    Node,
+    NodeConfig,
+    NodeContext,
+    WorkflowBlueprint,
+    load_blueprint,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+async def fetch(ctx: NodeContext) -> Any:
+    return {"total": 1}
+
+
+async def charge(ctx: NodeContext) -> Any:
+    return "charged"
+
+
+def sync_node(ctx: NodeContext) -> Any:
+    return "sync"
+
+
+class ModuleLevelNode(Node):
+    async def exec(self, prepared: Any, ctx: NodeContext) -> Any:
+        return prepared
+
+
+def key_of(obj: Any) -> str:
+    return f"{obj.__module__}:{obj.__qualname__}"
+
+
+def nodes_by_id(bp: WorkflowBlueprint) -> dict[str, Any]:
+    return {n.id: n for n in bp.nodes}
+
+
+# --------------------------------------------------------------------------- basic building
+
+
+def test_s3_to_blueprint_nodes_and_edges() -> None:
+    flow = (
+        Flow("order")
+        .node("fetch", fetch, params={"limit": 5}, inputs="order_id")
+        .node("charge", charge, inputs={"total": "fetch.total"}, config=NodeConfig(max_retries=3))
+        .node("ship", sync_node)
+        .edge("fetch", "charge", action="ok", condition="result.output.total > 0")
+        .edge("charge", "ship", transform="input")
+    )
+    bp = flow.to_blueprint()
+    assert isinstance(bp, WorkflowBlueprint)
+    assert bp.id == "order"
+    assert [n.id for n in bp.nodes] == ["fetch", "charge", "ship"]
+    nodes = nodes_by_id(bp)
+    assert nodes["fetch"].params == {"limit": 5}
+    assert nodes["fetch"].inputs == "order_id"
+    assert nodes["fetch"].config == NodeConfig()
+    assert nodes["charge"].inputs == {"total": "fetch.total"}
+    assert nodes["charge"].config.max_retries == 3
+    assert nodes["ship"].params == {}
+    assert nodes["ship"].inputs is None
+    assert bp.edges == (
+        EdgeDefinition(
+            source="fetch", target="charge", action="ok", condition="result.output.total > 0"
+        ),
+        EdgeDefinition(source="charge", target="ship", transform="input"),
+    )
+
+
+def test_s3_blueprint_round_trips_through_json() -> None:
+    bp = (
+        Flow("rt", version="4")
+        .node("a", fetch, max_retries=2, retry_delay=10)
+        .node("b", charge, join="any")
+        .edge("a", "b", action="x")
+        .to_blueprint()
+    )
+    assert load_blueprint(bp.to_json()) == bp
+
+
+def test_s3_to_blueprint_is_repeatable() -> None:
+    flow = Flow("rep").node("a", fetch).node("b", lambda ctx: 1).edge("a", "b")
+    assert flow.to_blueprint() == flow.to_blueprint()
+    assert flow.to_blueprint().to_json() == flow.to_blueprint().to_json()
+
+
+# --------------------------------------------------------------------------- uses keys / registry
+
+
+def test_s3_uses_key_module_level_function() -> None:
+    flow = Flow("f").node("fetch", fetch).node("s", sync_node)
+    nodes = nodes_by_id(flow.to_blueprint())
+    assert nodes["fetch"].uses == key_of(fetch)
+    assert nodes["fetch"].uses.endswith(":fetch")
+    assert nodes["s"].uses == key_of(sync_node)
+    assert flow.registry[key_of(fetch)] is fetch
+    assert flow.registry[key_of(sync_node)] is sync_node
+
+
+def test_s3_uses_key_module_level_class() -> None:
+    flow = Flow("f").node("cls", ModuleLevelNode)
+    (node,) = flow.to_blueprint().nodes
+    assert node.uses == key_of(ModuleLevelNode)
+    assert node.uses.endswith(":ModuleLevelNode")
+    assert flow.registry[node.uses] is ModuleLevelNode
+
+
+def test_s3_uses_key_lambda_is_flow_and_node_id() -> None:
+    lam = lambda ctx: 1  # noqa: E731
+    flow = Flow("my-flow").node("step_one", lam)
+    (node,) = flow.to_blueprint().nodes
+    assert node.uses == "my-flow:step_one"
+    assert flow.registry["my-flow:step_one"] is lam
+
+
+def test_s3_uses_key_closure_is_flow_and_node_id() -> None:
+    factor = 3
+
+    async def inner(ctx: NodeContext) -> Any:
+        return factor
+
+    flow = Flow("closures").node("scaled", inner)
+    (node,) = flow.to_blueprint().nodes
+    assert node.uses == "closures:scaled"
+    assert flow.registry["closures:scaled"] is inner
+
+
+def test_s3_uses_key_local_class_is_flow_and_node_id() -> None:
+    class LocalNode(Node):
+        async def exec(self, prepared: Any, ctx: NodeContext) -> Any:
+            return 1
+
+    flow = Flow("locals").node("loc", LocalNode)
+    (node,) = flow.to_blueprint().nodes
+    assert node.uses == "locals:loc"
+    assert flow.registry["locals:loc"] is LocalNode
+
+
+def test_s3_two_lambdas_get_distinct_keys() -> None:
+    a = lambda ctx: "a"  # noqa: E731
+    b = lambda ctx: "b"  # noqa: E731
+    flow = Flow("two").node("a", a).node("b", b).edge("a", "b")
+    nodes = nodes_by_id(flow.to_blueprint())
+    assert nodes["a"].uses == "two:a"
+    assert nodes["b"].uses == "two:b"
+    assert flow.registry["two:a"] is a
+    assert flow.registry["two:b"] is b
+
+
+def test_s3_explicit_uses_wins() -> None:
+    lam = lambda ctx: 1  # noqa: E731
+    flow = (
+        Flow("explicit")
+        .node("x", fetch, uses="custom.fetch")
+        .node("y", lam, uses="custom.lambda")
+        .edge("x", "y")
+    )
+    nodes = nodes_by_id(flow.to_blueprint())
+    assert nodes["x"].uses == "custom.fetch"
+    assert nodes["y"].uses == "custom.lambda"
+    assert flow.registry["custom.fetch"] is fetch
+    assert flow.registry["custom.lambda"] is lam
+    assert key_of(fetch) not in flow.registry
+
+
+def test_s3_same_function_twice_shares_key() -> None:
+    flow = Flow("twice").node("a", fetch).node("b", fetch).edge("a", "b")
+    nodes = nodes_by_id(flow.to_blueprint())
+    assert nodes["a"].uses == nodes["b"].uses == key_of(fetch)
+    assert flow.registry[key_of(fetch)] is fetch
+
+
+def test_s3_registry_covers_every_uses_key() -> None:
+    flow = flows_for_tests.build_flow()
+    bp = flow.to_blueprint()
+    for node in bp.nodes:
+        assert node.uses in flow.registry, node.uses
+        assert callable(flow.registry[node.uses])
+
+
+def run_uses_subprocess(noise: bool, hash_seed: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), str(TESTS_DIR)])
+    env["PYTHONHASHSEED"] = hash_seed
+    code = f"import flows_for_tests; flows_for_tests.main(noise={noise!r})"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=str(REPO_ROOT),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_s3_uses_keys_deterministic_across_processes() -> None:
+    first = run_uses_subprocess(noise=False, hash_seed="1")
+    second = run_uses_subprocess(noise=True, hash_seed="12345")
+    assert first == second
+    in_process = flows_for_tests.uses_keys(flows_for_tests.build_flow())
+    assert first == in_process
+    assert first == {
+        "fetch": "flows_for_tests:fetch",
+        "sync_total": "flows_for_tests:sync_total",
+        "charge": "flows_for_tests:Charge",
+        "lam": "sub-order:lam",
+        "closure": "sub-order:closure",
+        "explicit": "my.explicit.key",
+    }
+
+
+# --------------------------------------------------------------------------- config shortcuts
+
+
+def test_s3_keyword_shortcuts_set_config() -> None:
+    flow = (
+        Flow("short")
+        .node("a", fetch)
+        .node("b", fetch)
+        .node(
+            "main",
+            charge,
+            max_retries=3,
+            retry_delay=100,
+            timeout=500,
+            fallback="fb",
+            join="any",
+        )
+        .node("fb", sync_node)
+        .edge("a", "main")
+        .edge("b", "main")
+    )
+    nodes = nodes_by_id(flow.to_blueprint())
+    cfg = nodes["main"].config
+    assert cfg == NodeConfig(
+        max_retries=3, retry_delay=100, timeout=500, fallback="fb", join_strategy="any"
+    )
+    assert cfg.backoff == 2.0
+    assert nodes["a"].config == NodeConfig()
+
+
+def test_s3_config_object_is_used() -> None:
+    cfg = NodeConfig(max_retries=5, retry_delay=20, backoff=3.0, timeout=900)
+    flow = Flow("cfg").node("a", fetch, config=cfg)
+    (node,) = flow.to_blueprint().nodes
+    assert node.config == cfg
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "attr", "value"),
+    [
+        ({"max_retries": 4}, "max_retries", 4),
+        ({"retry_delay": 250}, "retry_delay", 250),
+        ({"timeout": 75}, "timeout", 75),
+        ({"join": "any"}, "join_strategy", "any"),
+        ({"join": "all"}, "join_strategy", "all"),
+    ],
+)
+def test_s3_single_keyword_shortcut(kwargs: dict[str, Any], attr: str, value: Any) -> None:
+    (node,) = Flow("one").node("a", fetch, **kwargs).to_blueprint().nodes
+    assert getattr(node.config, attr) == value
+
+
+# --------------------------------------------------------------------------- bad wiring
+
+
+def test_s3_edge_to_unknown_node_is_blueprint_error() -> None:
+    with pytest.raises(BlueprintError) as info:
+        Flow("bad").node("a", fetch).edge("a", "nowhere_node").to_blueprint()
+    assert "nowhere_node" in str(info.value)
+
+
+def test_s3_duplicate_node_id_is_blueprint_error() -> None:
+    with pytest.raises(BlueprintError) as info:
+        Flow("bad").node("twin_node", fetch).node("twin_node", charge).to_blueprint()
+    assert "twin_node" in str(info.value)
+
+
+def test_s3_unknown_fallback_is_blueprint_error() -> None:
+    with pytest.raises(BlueprintError) as info:
+        Flow("bad").node("a", fetch, fallback="no_such_fb").to_blueprint()
+    assert "no_such_fb" in str(info.value)
+
+
+def test_s3_cycle_is_blueprint_error() -> None:
+    with pytest.raises(BlueprintError):
+        (
+            Flow("bad")
+            .node("a", fetch)
+            .node("b", charge)
+            .node("c", sync_node)
+            .edge("a", "b")
+            .edge("b", "c")
+            .edge("c", "b")
+            .to_blueprint()
+        )
+
+
+def test_s3_bad_condition_is_blueprint_error() -> None:
+    with pytest.raises(BlueprintError):
+        (
+            Flow("bad")
+            .node("a", fetch)
+            .node("b", charge)
+            .edge("a", "b", condition="result.output ==")
+            .to_blueprint()
+        )
+
+
+def test_s3_zero_max_retries_is_blueprint_error() -> None:
+    with pytest.raises(BlueprintError):
+        Flow("bad").node("a", fetch, max_retries=0).to_blueprint()
+
+
+# --------------------------------------------------------------------------- mermaid
+
+
+def test_s3_to_mermaid() -> None:
+    flow = (
+        Flow("mm")
+        .node("fetch_order", fetch)
+        .node("charge_card", charge)
+        .node("ship_it", sync_node)
+        .node("refund_it", lambda ctx: None)
+        .edge("fetch_order", "charge_card", action="ok")
+        .edge("fetch_order", "refund_it", action="bad")
+        .edge("charge_card", "ship_it")
+    )
+    text = flow.to_mermaid()
+    assert isinstance(text, str)
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines[0].strip() == "flowchart TD"
+    for node_id in ("fetch_order", "charge_card", "ship_it", "refund_it"):
+        assert node_id in text
+    # one line (at least) per edge mentions both endpoints
+    assert any("fetch_order" in ln and "charge_card" in ln for ln in lines[1:])
+    assert any("charge_card" in ln and "ship_it" in ln for ln in lines[1:])
+
+
+# --------------------------------------------------------------------------- metadata / version
+
+
+def test_s12_19_flow_version_sets_metadata() -> None:
+    bp = Flow("versioned", version="2").node("a", fetch).to_blueprint()
+    assert bp.metadata["version"] == "2"
+    assert bp.id == "versioned"
+
+
+def test_s12_19_flow_version_positional_id() -> None:
+    flow = Flow("ids")
+    bp = flow.node("a", fetch).to_blueprint()
+    assert bp.id == "ids"
+    assert bp.metadata.get("version") is None

@@ -13,6 +13,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+median = statistics.median
+
 
 async def measure(once: Callable[[], Awaitable[None]], *, warmup: int, repeats: int) -> list[float]:
     """Seconds per call of `once`, after `warmup` unmeasured calls."""
@@ -26,6 +28,19 @@ async def measure(once: Callable[[], Awaitable[None]], *, warmup: int, repeats: 
     return times
 
 
+async def seconds_per_run(flow: Any, *, warmup: int, repeats: int) -> float:
+    """Median seconds of one in-memory run of `flow` on a fresh FlowRuntime."""
+    from flowcraft import FlowRuntime
+
+    runtime = FlowRuntime()
+
+    async def once() -> None:
+        result = await runtime.run(flow)
+        assert result.status == "completed", result.errors
+
+    return median(await measure(once, warmup=warmup, repeats=repeats))
+
+
 def report(bench: str, *, nodes_per_s: float, runs_per_s: float, **extra: Any) -> None:
     line = {
         "bench": bench,
@@ -37,4 +52,3 @@ def report(bench: str, *, nodes_per_s: float, runs_per_s: float, **extra: Any) -
     print(json.dumps(line))
 
 
-median = statistics.median

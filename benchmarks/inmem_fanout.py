@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from _common import measure, median, report
+from _common import report, seconds_per_run
 
-from flowcraft import Flow, FlowRuntime, NodeContext
+from flowcraft import Flow, NodeContext
 
 WIDTH = 200
 
@@ -23,15 +23,7 @@ def build() -> Flow:
 
 
 async def main() -> None:
-    flow = build()
-    runtime = FlowRuntime()
-
-    async def once() -> None:
-        result = await runtime.run(flow)
-        assert result.status == "completed", result.errors
-
-    times = await measure(once, warmup=5, repeats=30)
-    t = median(times)
+    t = await seconds_per_run(build(), warmup=5, repeats=30)
     report("inmem_fanout", nodes_per_s=(WIDTH + 2) / t, runs_per_s=1 / t, width=WIDTH)
 
 

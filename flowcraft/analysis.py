@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from flowcraft.blueprint import WorkflowBlueprint, find_cycle
+from flowcraft.blueprint import WorkflowBlueprint, check_builtin_params, find_cycle
 from flowcraft.builtins.kinds import BUILTIN_KINDS, LOOP_CONTROLLER
 from flowcraft.errors import BlueprintError, ExpressionError
 from flowcraft.expressions import compile_expression
@@ -84,7 +84,7 @@ def lint(data: bytes | str | Mapping[str, Any] | WorkflowBlueprint,
             issues.append(LintIssue("duplicate-id", f"node id {node.id!r} is used twice",
                                     node.id))
         ids.add(node.id)
-    for node in bp.nodes:
+    for index, node in enumerate(bp.nodes):
         if registry is not None and node.uses not in registry and node.uses not in BUILTIN_KINDS:
             issues.append(LintIssue("missing-implementation",
                                     f"node {node.id!r} uses {node.uses!r}, which no registry "
@@ -99,6 +99,11 @@ def lint(data: bytes | str | Mapping[str, Any] | WorkflowBlueprint,
         if node.uses == LOOP_CONTROLLER:
             _lint_expression(issues, node.params.get("condition"), f"loop {node.id!r} condition",
                              node.id)
+        elif node.uses in BUILTIN_KINDS:
+            try:
+                check_builtin_params(node, f"$.nodes[{index}]")
+            except BlueprintError as exc:
+                issues.append(LintIssue("bad-params", str(exc), node.id))
     for i, edge in enumerate(bp.edges):
         for end in (edge.source, edge.target):
             if end not in ids:

@@ -148,7 +148,7 @@ def validate_blueprint(blueprint: WorkflowBlueprint) -> None:
         if cfg.timeout is not None and cfg.timeout <= 0:
             raise BlueprintError(f"timeout must be > 0 ms at `{path}.config.timeout` "
                                  f"(node {node.id!r})")
-        _check_builtin_params(node, path)
+        check_builtin_params(node, path)
     for i, node in enumerate(blueprint.nodes):
         fallback = node.config.fallback
         if fallback is not None and (fallback not in ids or fallback == node.id):
@@ -172,7 +172,7 @@ def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def _check_builtin_params(node: NodeDefinition, path: str) -> None:
+def check_builtin_params(node: NodeDefinition, path: str) -> None:
     """Built-in kinds carry their settings in `params`; check them where the blueprint loads."""
     params = node.params
     where = f"`{path}.params` (node {node.id!r})"
@@ -252,6 +252,7 @@ __all__ = [
     "NodeConfig",
     "NodeDefinition",
     "WorkflowBlueprint",
+    "check_builtin_params",
     "find_cycle",
     "load_blueprint",
     "validate_blueprint",

@@ -27,6 +27,7 @@ class WorkflowError(msgspec.Struct, frozen=True, kw_only=True):
 class WorkflowResult(msgspec.Struct, kw_only=True):
     """The outcome of `run` or `resume`. `context` is always present, also for failed runs.
 
+    `wake_at` maps each awaiting durable sleep to the time it is due.
     `state` is the engine's private bookkeeping that `resume` needs (which edges resolved, which
     nodes finished); it is JSON like the rest, so a result can be resumed in another process.
     """
@@ -36,6 +37,7 @@ class WorkflowResult(msgspec.Struct, kw_only=True):
     context: dict[str, Any] = msgspec.field(default_factory=dict)
     errors: list[WorkflowError] = msgspec.field(default_factory=list)
     awaiting: list[str] = msgspec.field(default_factory=list)
+    wake_at: dict[str, datetime] = msgspec.field(default_factory=dict)
     blueprint_id: str = ""
     state: dict[str, Any] = msgspec.field(default_factory=dict)
 

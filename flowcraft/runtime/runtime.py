@@ -519,6 +519,8 @@ class FlowRuntime:
             await emit(BatchStart(run_id=run.run_id, blueprint_id=run.blueprint_id,
                                   node_id=node.id, iteration=ctx.iteration, size=len(items)))
 
+        failures: list[NodeExecutionError] = []
+
         async def one(index: int, item: Any) -> None:
             async with limiter:
                 item_ctx = NodeContext(
@@ -526,12 +528,20 @@ class FlowRuntime:
                     dependencies=self.dependencies, run_id=run.run_id,
                     node_id=f"{node.id}[{index}]", blueprint_id=run.blueprint_id,
                     iteration=ctx.iteration)
-                outputs[index] = (await self._executor.execute(worker, item_ctx,
-                                                                fallback)).output
+                try:
+                    result = await self._executor.execute(worker, item_ctx, fallback)
+                except NodeExecutionError as failure:
+                    # The first failing item fails the batch; the others are cancelled.
+                    failures.append(failure)
+                    tg.cancel_scope.cancel()
+                    return
+                outputs[index] = result.output
 
         async with anyio.create_task_group() as tg:
             for index, item in enumerate(items):
                 tg.start_soon(one, index, item)
+        if failures:
+            raise failures[0]
         output_key_name = params.get("outputKey") or node.id
         if output_key_name != node.id:
             await ctx.context.set(output_key_name, outputs)
@@ -624,6 +634,8 @@ class FlowRuntime:
             blueprint_id=run.blueprint_id)
         if status == "awaiting":
             result.state = {**state.to_dict(), "durable_timers": run.durable_timers}
+            result.wake_at = {a.node_id: a.wake_at for a in state.awaiting.values()
+                              if a.wake_at is not None}
         if run.emit is not None:
             if status == "awaiting":
                 await run.emit(WorkflowPause(run_id=run.run_id, blueprint_id=run.blueprint_id,

@@ -20,7 +20,8 @@ ORDER = {
 }
 
 async def fetch_order(ctx: NodeContext) -> dict[str, Any]:
-    return await ctx.context.get("order")
+    order: dict[str, Any] = await ctx.context.get("order", ORDER)
+    return order
 
 
 async def price_order(ctx: NodeContext) -> float:

@@ -164,11 +164,7 @@ class FlowRuntime:
                   context: Mapping[str, Any] | None = None, run_id: str | None = None, *,
                   durable_timers: bool = False) -> WorkflowResult:
         """Run to the end (or until every live branch awaits) and return the result."""
-        run = self._new_run(flow, context, run_id, durable_timers)
-        if run.emit is not None:
-            await run.emit(WorkflowStart(run_id=run.run_id, blueprint_id=run.blueprint_id,
-                                         context=dict(run.data)))
-        return await self._drive(run, self._start_instances(run))
+        return await self._start(self._new_run(flow, context, run_id, durable_timers))
 
     async def resume(self, flow: Flow | WorkflowBlueprint | str,
                      result: WorkflowResult | bytes | str | Mapping[str, Any],
@@ -221,10 +217,7 @@ class FlowRuntime:
         context = {**plan.initial_context, **(overrides or {})}
         run = self._new_run(flow, context, None, False)
         run.replay = plan
-        if run.emit is not None:
-            await run.emit(WorkflowStart(run_id=run.run_id, blueprint_id=run.blueprint_id,
-                                         context=dict(run.data)))
-        return await self._drive(run, self._start_instances(run))
+        return await self._start(run)
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a live run: running nodes are cancelled, the result says `cancelled`."""
@@ -249,11 +242,19 @@ class FlowRuntime:
         return _Run(self, graph, run_id or uuid.uuid4().hex, data,
                     durable_timers=durable_timers)
 
+    async def _start(self, run: _Run) -> WorkflowResult:
+        if run.emit is not None:
+            await run.emit(WorkflowStart(run_id=run.run_id, blueprint_id=run.blueprint_id,
+                                         context=dict(run.data)))
+        return await self._drive(run, self._start_instances(run))
+
     @staticmethod
     def _start_instances(run: _Run) -> list[Instance]:
         return [(node, 0, None) for node in run.graph.start_nodes]
 
     async def _drive(self, run: _Run, ready: list[Instance]) -> WorkflowResult:
+        if run.run_id in self._runs:
+            raise FlowcraftError(f"run {run.run_id!r} is already running on this runtime")
         self._runs[run.run_id] = run
         try:
             async with anyio.create_task_group() as tg:

@@ -68,6 +68,8 @@ def _decode(data: bytes | str | Mapping[str, Any] | WorkflowBlueprint) -> Workfl
         return msgspec.convert(data, WorkflowBlueprint, strict=True)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise BlueprintError(f"invalid blueprint: {exc}") from None
+    except RecursionError:
+        raise BlueprintError("blueprint is nested too deeply") from None
 
 
 def lint(data: bytes | str | Mapping[str, Any] | WorkflowBlueprint,

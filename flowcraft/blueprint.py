@@ -111,6 +111,8 @@ def load_blueprint(data: bytes | str | Mapping[str, Any] | WorkflowBlueprint, *,
             raw = msgspec.json.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise BlueprintError(f"blueprint is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BlueprintError("blueprint JSON is nested too deeply") from None
     else:
         raw = data
     if not isinstance(raw, Mapping):
@@ -121,6 +123,8 @@ def load_blueprint(data: bytes | str | Mapping[str, Any] | WorkflowBlueprint, *,
         blueprint = msgspec.convert(raw, WorkflowBlueprint, strict=True)
     except msgspec.ValidationError as exc:
         raise BlueprintError(f"invalid blueprint: {exc}") from None
+    except RecursionError:
+        raise BlueprintError("blueprint is nested too deeply") from None
     validate_blueprint(blueprint)
     return blueprint
 

@@ -31,7 +31,7 @@ def ensure_encodable(key: str, value: Any) -> None:
         return
     try:
         _json_encode(value)
-    except (TypeError, ValueError, msgspec.EncodeError) as exc:
+    except (TypeError, ValueError, msgspec.EncodeError, RecursionError) as exc:
         raise ContextError(
             f"context key {key!r}: value of type {type(value).__name__} is not "
             f"msgspec-JSON encodable ({type(exc).__name__})"

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint unit bench clean
+.PHONY: demo test lint unit bench chaos clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/inmem_chain.py
 	$(PY) benchmarks/inmem_fanout.py
 	$(PY) benchmarks/inmem_many_runs.py
+
+# The long campaign (not part of `make test`): 10,000 fuzz examples per property.
+chaos: $(DEV_STAMP)
+	FLOWCRAFT_FUZZ_EXAMPLES=10000 $(VENV)/bin/pytest -q tests/fuzz tests/test_expressions.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import json
 import math
+import os
 import pickle
 import sys
 import time
@@ -795,7 +796,9 @@ def test_visible_data_attributes_remain_reachable() -> None:
 # Property tests
 # --------------------------------------------------------------------------------------------
 
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# `make chaos` raises this to 10,000 through FLOWCRAFT_FUZZ_EXAMPLES.
+FAST = settings(max_examples=int(os.environ.get("FLOWCRAFT_FUZZ_EXAMPLES", "300")),
+                deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 TOKENS = [
     "a", "b", "result", "len", "not", "and", "or", "in", "true", "null", "None", "1", "2.5",

@@ -919,9 +919,6 @@ class Expression:
     def __delattr__(self, name: str) -> None:
         raise AttributeError("Expression is immutable")
 
-    def __reduce__(self) -> tuple[Callable[[str], Expression], tuple[str]]:
-        return compile_expression, (self.source,)
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Expression) and other.source == self.source
 

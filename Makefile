@@ -15,16 +15,16 @@ $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install -q -e .
 	touch $@
 
-$(DEV_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e '.[dev]'
+$(DEV_STAMP): $(STAMP) adapters/arq/pyproject.toml
+	$(PY) -m pip install -q -e '.[dev]' -e adapters/arq
 	touch $@
 
 demo: $(STAMP)
 	$(PY) examples/order_processing.py
 
 lint: $(DEV_STAMP)
-	$(VENV)/bin/ruff check flowcraft tests examples benchmarks
-	$(VENV)/bin/mypy --strict flowcraft
+	$(VENV)/bin/ruff check flowcraft adapters tests examples benchmarks
+	$(VENV)/bin/mypy --strict flowcraft adapters/arq/flowcraft_arq
 
 unit: $(DEV_STAMP)
 	$(VENV)/bin/pytest -q

@@ -1,0 +1,187 @@
+"""ArqAdapter and `worker_settings()`: flowcraft node jobs on arq.
+
+One node instance is one arq job, named `flowcraft.node`, with the deterministic id
+`"{run}:{node}:{iteration}:{epoch}"`, no kept result (our store is the source of truth) and a
+msgspec msgpack payload (never pickle).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import msgspec
+from arq.connections import ArqRedis, RedisSettings
+from arq.worker import Function, Retry, func
+
+from flowcraft.distributed.adapter import (
+    DEFAULT_STREAM_EVENTS,
+    BaseDistributedAdapter,
+    Flows,
+    VersionMismatch,
+)
+from flowcraft.distributed.protocols import JobPayload, QueuedJob
+from flowcraft.runtime.routing import ExpressionEvaluator
+from flowcraft_arq.keys import DEFAULT_PREFIX
+from flowcraft_arq.store import RedisRunStore
+
+log = logging.getLogger("flowcraft.arq")
+
+NODE_FUNCTION = "flowcraft.node"
+DEFAULT_QUEUE = "flowcraft"
+ADAPTER_CTX_KEY = "flowcraft_adapter"
+
+
+def _enc_hook(obj: Any) -> Any:
+    """arq may hand us an exception (a failed job's result): store its text, never a pickle."""
+    if isinstance(obj, BaseException):
+        return f"{type(obj).__name__}: {obj}"
+    return repr(obj)
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_decoder = msgspec.msgpack.Decoder()
+
+
+def serialize(obj: dict[str, Any]) -> bytes:
+    """arq `job_serializer`: msgspec msgpack."""
+    return _encoder.encode(obj)
+
+
+def deserialize(data: bytes) -> dict[str, Any]:
+    """arq `job_deserializer`: msgspec msgpack."""
+    decoded: dict[str, Any] = _decoder.decode(data)
+    return decoded
+
+
+class ArqQueue:
+    """JobQueue on arq: `enqueue_job` with the payload's deterministic job id."""
+
+    def __init__(self, redis: ArqRedis, queue_name: str = DEFAULT_QUEUE) -> None:
+        self.redis = redis
+        self.queue_name = queue_name
+
+    async def enqueue(self, jobs: Sequence[QueuedJob]) -> None:
+        for job in jobs:
+            defer = (datetime.fromtimestamp(job.defer_until_ms / 1000.0, UTC)
+                     if job.defer_until_ms else None)
+            await self.redis.enqueue_job(NODE_FUNCTION, job.payload, _job_id=job.payload.job_id,
+                                         _queue_name=self.queue_name, _defer_until=defer)
+
+
+class ArqAdapter(BaseDistributedAdapter):
+    """BaseDistributedAdapter wired to RedisRunStore and ArqQueue on one connection pool."""
+
+    def __init__(self, redis: ArqRedis, flows: Flows = (), *,
+                 queue_name: str = DEFAULT_QUEUE, prefix: str = DEFAULT_PREFIX,
+                 result_ttl: float = 86_400.0, **kwargs: Any) -> None:
+        self.redis = redis
+        store = RedisRunStore(redis, prefix=prefix, result_ttl=result_ttl)
+        super().__init__(store, ArqQueue(redis, queue_name), flows, **kwargs)
+        self.redis_store = store
+
+
+async def run_node_job(ctx: dict[str, Any], payload: Any) -> None:
+    """The arq job function of every node instance."""
+    adapter: ArqAdapter = ctx[ADAPTER_CTX_KEY]
+    job = msgspec.convert(payload, JobPayload)
+    try:
+        outcome = await adapter.handle(job)
+    except VersionMismatch as exc:
+        log.warning("%s; retrying in %.1fs", exc, exc.defer_s)
+        raise Retry(defer=exc.defer_s) from None
+    if outcome == "leased":
+        # another worker holds a live lease: look again when it would have expired, so a
+        # crashed holder's instance is picked up without waiting for the reconciler
+        raise Retry(defer=min(adapter.lease_ms / 1000.0, 5.0))
+
+
+def node_function(job_timeout: float, max_tries: int) -> Function:
+    """`run_node_job` registered under its stable name (never `worker_settings.<locals>...`)."""
+    return func(cast(Any, run_node_job), name=NODE_FUNCTION, keep_result=0, timeout=job_timeout,
+                max_tries=max_tries)
+
+
+StartupHook = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def worker_settings(
+    flows: Flows,
+    *,
+    redis_settings: RedisSettings | None = None,
+    queue_name: str = DEFAULT_QUEUE,
+    prefix: str = DEFAULT_PREFIX,
+    max_jobs: int = 16,
+    poll_delay: float = 0.05,
+    job_timeout: float = 300.0,
+    max_tries: int = 25,
+    lease_ms: int = 30_000,
+    result_ttl: float = 86_400.0,
+    dependencies: Mapping[str, Any] | None = None,
+    registry: Mapping[str, Any] | None = None,
+    middleware: Sequence[Any] = (),
+    event_bus: Any = None,
+    evaluator: ExpressionEvaluator | None = None,
+    stream_events: Iterable[str] = DEFAULT_STREAM_EVENTS,
+    version_grace_s: float = 60.0,
+    on_startup: StartupHook | None = None,
+    on_shutdown: StartupHook | None = None,
+) -> type:
+    """A WorkerSettings class for `arq module.WorkerSettings` or `arq.worker.Worker(**...)`.
+
+    `poll_delay` (s) and `max_jobs` are arq's; the defaults suit workflows (arq's own 0.5 s poll
+    delay would add up to half a second per node). `job_timeout` (s) also bounds how long arq
+    waits before re-running the job of a worker that died (`job_timeout + 10 s`). `lease_ms`
+    is how long a dead worker blocks an instance for `reconcile`.
+    """
+    flow_list = list(flows)
+    adapter_kwargs: dict[str, Any] = {
+        "queue_name": queue_name, "prefix": prefix, "result_ttl": result_ttl,
+        "dependencies": dependencies, "registry": registry, "middleware": middleware,
+        "event_bus": event_bus, "evaluator": evaluator, "lease_ms": lease_ms,
+        "stream_events": stream_events, "version_grace_s": version_grace_s,
+    }
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx[ADAPTER_CTX_KEY] = ArqAdapter(ctx["redis"], flow_list, **adapter_kwargs)
+        if on_startup is not None:
+            await on_startup(ctx)
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        if on_shutdown is not None:
+            await on_shutdown(ctx)
+
+    attrs: dict[str, Any] = {
+        "functions": [node_function(job_timeout, max_tries)],
+        "queue_name": queue_name,
+        "redis_settings": redis_settings or RedisSettings(),
+        "max_jobs": max_jobs,
+        "poll_delay": poll_delay,
+        "job_timeout": job_timeout,
+        "max_tries": max_tries,
+        "keep_result": 0,
+        "job_serializer": serialize,
+        "job_deserializer": deserialize,
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "health_check_interval": 60,
+        "flowcraft_flows": flow_list,
+        "flowcraft_prefix": prefix,
+    }
+    return type("WorkerSettings", (), attrs)
+
+
+__all__ = [
+    "ADAPTER_CTX_KEY",
+    "DEFAULT_QUEUE",
+    "NODE_FUNCTION",
+    "ArqAdapter",
+    "ArqQueue",
+    "deserialize",
+    "node_function",
+    "run_node_job",
+    "serialize",
+    "worker_settings",
+]

@@ -1,0 +1,54 @@
+"""Every Redis key name flowcraft_arq uses, in one place.
+
+All keys of one run carry the hash tag `{<run_id>}`, so a run lives in one Redis Cluster slot and
+its Lua scripts touch a single slot. The only keys without a run's hash tag are the documented
+globals: the `runs:active` index (run id -> last progress, for the reconciler) and arq's own
+queue keys. The blueprint-id fallback key `<prefix>:blueprint:{<run_id>}` is kept apart from the
+run's metadata on purpose (reconcile reads it when the metadata lost the blueprint id).
+"""
+
+from __future__ import annotations
+
+DEFAULT_PREFIX = "flowcraft"
+
+
+class RunKeys:
+    """The keys of one run; `script_keys` is the KEYS array every Lua script receives."""
+
+    __slots__ = ("awaiting", "blueprint", "channel", "ctx", "errors", "events", "meta", "result",
+                 "run_id", "script_keys")
+
+    def __init__(self, prefix: str, run_id: str) -> None:
+        if "{" in run_id or "}" in run_id:
+            raise ValueError(f"run id {run_id!r} must not contain braces (it is a hash tag)")
+        base = f"{prefix}:{{{run_id}}}"
+        self.run_id = run_id
+        # hash: blueprint_id, version, status, live, ... plus the run's bookkeeping (instances
+        # with their leases, outbox, joins, loops, pills; see lua/lib.lua)
+        self.meta = f"{base}:meta"
+        self.ctx = f"{base}:ctx"            # hash: context key -> msgspec JSON value
+        self.awaiting = f"{base}:awaiting"  # hash: instance -> node id (wait / paused)
+        self.errors = f"{base}:errors"      # list: WorkflowError JSON
+        self.events = f"{base}:events"      # stream: encoded events, capped
+        self.result = f"{base}:result"      # string: final (or awaiting) WorkflowResult JSON
+        self.blueprint = f"{prefix}:blueprint:{{{run_id}}}"  # string: blueprint id fallback
+        self.channel = f"{base}:done-ch"    # pub/sub channel announcing results
+        self.script_keys: tuple[str, ...] = (
+            self.meta, self.ctx, self.awaiting, self.errors, self.events, self.result,
+            self.blueprint)
+
+    def all(self) -> tuple[str, ...]:
+        return self.script_keys
+
+
+def active_key(prefix: str) -> str:
+    """Global sorted set: live run id -> ms of its last recorded progress."""
+    return f"{prefix}:runs:active"
+
+
+def run_pattern(prefix: str) -> str:
+    """A SCAN pattern matching every key of every run under `prefix`."""
+    return f"{prefix}:*"
+
+
+__all__ = ["DEFAULT_PREFIX", "RunKeys", "active_key", "run_pattern"]

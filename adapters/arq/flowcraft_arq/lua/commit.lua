@@ -1,0 +1,74 @@
+-- commit: record one node completion atomically. Verifies the lease token (a stale worker's
+-- commit is rejected), applies the node's context writes and output, records its edge
+-- decisions, propagates skips, evaluates joins, fires ready successors exactly once, puts
+-- them in the outbox, and finishes the run when nothing is live any more.
+-- A: {g = graph JSON, n, it, tok, w = {k, json|false, ...}, r = {{edge, taken, value, mode}},
+--     ev = {event, ...}, ts, bp, now, df = defer ms, aw = node id when the node now awaits,
+--     item = batch item index or -1, out = the item's output JSON, lease = ms}
+-- returns {ok, reason, status, finished, job, ...}; for the last item of a batch
+--   {1, '', status, 0, 'G' .. outputs JSON} (the caller now holds the batch's lease)
+local field = 'i:' .. ikey(A.n, A.it, A.item)
+local m = redis.call('HMGET', K_META, 'status', field, 'live')
+local status = m[1]
+local r, reason = leased(m[2], status, A.tok)
+if not r then
+  return {0, reason, status or '', 0}
+end
+put(field, 'D')
+apply_writes(A.w)
+events(A.ev)
+if A.item >= 0 then
+  local bk = ikey(A.n, A.it)
+  put('v:' .. field:sub(3), A.out)
+  local live = tonumber(m[3]) - 1
+  local left = redis.call('HINCRBY', K_META, 'b:' .. bk, -1)
+  local gathered = nil
+  if left == 0 and status == 'running' and getf('i:' .. bk) == 'B' then
+    local total = tonumber(getf('bn:' .. bk))
+    local fields = {}
+    for k = 0, total - 1 do
+      fields[#fields + 1] = 'v:' .. bk .. '/' .. fmt(k)
+    end
+    local vals = redis.call('HMGET', K_META, unpack(fields))
+    for i = 1, #fields do
+      if W[fields[i]] ~= nil then
+        vals[i] = W[fields[i]]
+      end
+      if not vals[i] then
+        vals[i] = 'null'
+      end
+    end
+    gathered = '[' .. table.concat(vals, ',') .. ']'
+    put('i:' .. bk, 'G0|' .. A.tok .. '|' .. fmt(A.now + A.lease) .. '|' .. fmt(A.now) .. '|'
+      .. gathered)
+  end
+  put('live', fmt(live))
+  local finished = maybe_finish(live, status, A.ts, A.bp)
+  flush()
+  if gathered then
+    return {1, '', status, 0, 'G' .. gathered}
+  end
+  return {1, '', status, finished}
+end
+local fired = {}
+if A.aw then
+  redis.call('HSET', K_AWAIT, ikey(A.n, A.it), A.aw)
+elseif status == 'running' and #A.r > 0 then
+  local defer = 0
+  if A.df > 0 then
+    defer = A.now + A.df
+  end
+  route(cjson.decode(A.g), A.n, A.it, A.r, fired, defer, A.now)
+end
+local live = tonumber(m[3]) + #fired - 1
+put('live', fmt(live))
+local finished = maybe_finish(live, status, A.ts, A.bp)
+flush()
+if live == 0 then
+  status = redis.call('HGET', K_META, 'status')
+end
+local out = {1, '', status, finished}
+for i = 1, #fired do
+  out[#out + 1] = fired[i]
+end
+return out

@@ -1,0 +1,392 @@
+-- flowcraft: shared prelude of every script (prepended when the scripts are loaded).
+--
+-- KEYS (all of one run, one hash tag): 1 meta  2 ctx  3 awaiting  4 errors  5 events
+--   6 result  7 blueprint-id fallback
+-- ARGV: 1 run id  2 pub/sub channel  3 result TTL (ms)  4 event log max length
+--   5 msgpack document with the script's own arguments
+--
+-- The meta hash holds the run's metadata (blueprint_id, version, status, created, live = fired
+-- and not finished instances, iter = last loop iteration id) and its bookkeeping, one field per
+-- fact (n = node index, it = iteration, e = edge index):
+--   i:n#it     instance: "F<epoch>|<lease token>|<lease expiry ms>|<fired ms>|<input JSON>"
+--              while fired, then "D" (done), "X" (failed) or "C" (dropped: run stopped); a
+--              batch instance is "B" while its items run and "G<epoch>|...|<outputs JSON>"
+--              once they all finished (leasable like "F": its completion is left to do)
+--   i:n#it/k   item k of a batch instance (same states as an instance)
+--   b:n#it     items of a batch still running     bn:n#it  items of the batch
+--   v:n#it/k   output (JSON) of item k
+--   o:n#it#ep  outbox: "n,it,epoch,defer ms" of a job decided but not yet confirmed queued
+--   j:n#it     resolved required edges of a join      t:n#it  taken edges of an `any` join
+--   e:e#it     value (JSON) of a taken edge into an `all` join
+--   p:it       loop entry iteration of a fresh iteration
+--   n:n#it     continues of loop controller n for loop entry iteration it
+--   x:n#it     pill ("poison" / "cancel") left by a failed predecessor
+-- Writes to the meta hash are buffered and flushed with one HSET at the end of a script;
+-- events are buffered and appended with one XADD.
+local K_META, K_CTX, K_AWAIT, K_ERRORS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_EVENTS, K_RESULT, K_BP = KEYS[5], KEYS[6], KEYS[7]
+local RUN_ID, CHANNEL, TTL, MAXLEN = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local A = cmsgpack.unpack(ARGV[5])
+
+local W, WN, EV = {}, {}, {}
+
+local function put(f, v)
+  if W[f] == nil then
+    WN[#WN + 1] = f
+  end
+  W[f] = v
+end
+
+local function getf(f)
+  local v = W[f]
+  if v ~= nil then
+    return v
+  end
+  return redis.call('HGET', K_META, f)
+end
+
+local function event(e)
+  EV[#EV + 1] = e
+end
+
+local function events(list)
+  if list then
+    for i = 1, #list do
+      EV[#EV + 1] = list[i]
+    end
+  end
+end
+
+local function flush()
+  if #WN > 0 then
+    local args = {}
+    for i = 1, #WN do
+      args[#args + 1] = WN[i]
+      args[#args + 1] = W[WN[i]]
+    end
+    redis.call('HSET', K_META, unpack(args))
+    W, WN = {}, {}
+  end
+  if #EV > 0 then
+    local args = {K_EVENTS, 'MAXLEN', '~', MAXLEN, '*'}
+    for i = 1, #EV do
+      args[#args + 1] = 'e' .. i
+      args[#args + 1] = EV[i]
+    end
+    redis.call('XADD', unpack(args))
+    EV = {}
+  end
+end
+
+local function fmt(n)
+  return string.format('%d', n)
+end
+
+local function ikey(n, it, item)
+  if item ~= nil and item >= 0 then
+    return fmt(n) .. '#' .. fmt(it) .. '/' .. fmt(item)
+  end
+  return fmt(n) .. '#' .. fmt(it)
+end
+
+-- parse a leasable instance record ("F..." or "G..."); nil for any other state
+local function parse(v)
+  local head, kind, epoch, tok, exp, fat = string.match(v,
+    '^(([FG])(%d+)|([^|]*)|(%d*)|(%d*)|)')
+  if not head then
+    return nil
+  end
+  return {kind = kind, epoch = tonumber(epoch), tok = tok, exp = tonumber(exp) or 0,
+          fat = tonumber(fat) or 0, input = string.sub(v, #head + 1)}
+end
+
+local function record(r)
+  return r.kind .. fmt(r.epoch) .. '|' .. r.tok .. '|' .. fmt(r.exp) .. '|' .. fmt(r.fat)
+    .. '|' .. r.input
+end
+
+local function apply_writes(w)
+  if w == nil or #w == 0 then
+    return
+  end
+  local sets, has_del = {}, false
+  for i = 1, #w, 2 do
+    if w[i + 1] == false then
+      has_del = true
+    else
+      sets[#sets + 1] = w[i]
+      sets[#sets + 1] = w[i + 1]
+    end
+  end
+  if not has_del then
+    redis.call('HSET', K_CTX, unpack(sets))
+    return
+  end
+  -- writes are ordered; a key both set and deleted keeps its last operation
+  for i = 1, #w, 2 do
+    if w[i + 1] == false then
+      redis.call('HDEL', K_CTX, w[i])
+    else
+      redis.call('HSET', K_CTX, w[i], w[i + 1])
+    end
+  end
+end
+
+local function blueprint_id()
+  local bp = getf('blueprint_id')
+  if not bp or bp == '' then
+    bp = redis.call('GET', K_BP) or ''
+  end
+  return bp
+end
+
+local function build_result(status, bp, awaiting_ids, errs)
+  local flat = redis.call('HGETALL', K_CTX)
+  local parts = {}
+  for i = 1, #flat, 2 do
+    parts[#parts + 1] = cjson.encode(flat[i]) .. ':' .. flat[i + 1]
+  end
+  local aw = {}
+  for i = 1, #awaiting_ids do
+    aw[i] = cjson.encode(awaiting_ids[i])
+  end
+  return '{"run_id":' .. cjson.encode(RUN_ID) .. ',"status":"' .. status .. '","context":{'
+    .. table.concat(parts, ',') .. '},"errors":[' .. table.concat(errs, ',') .. '],"awaiting":['
+    .. table.concat(aw, ',') .. '],"blueprint_id":' .. cjson.encode(bp) .. '}'
+end
+
+local function finish(status, ts, bp)
+  put('status', status)
+  local errs = {}
+  if status == 'failed' then
+    errs = redis.call('LRANGE', K_ERRORS, 0, -1)
+    redis.call('PEXPIRE', K_ERRORS, TTL)
+  end
+  redis.call('SET', K_RESULT, build_result(status, bp, {}, errs), 'PX', TTL)
+  if ts ~= nil and ts ~= '' then
+    event('{"type":"workflow:finish","run_id":' .. cjson.encode(RUN_ID)
+      .. ',"blueprint_id":' .. cjson.encode(bp) .. ',"timestamp":"' .. ts .. '","status":"'
+      .. status .. '","errors":[' .. table.concat(errs, ',') .. ']}')
+  end
+  flush()
+  redis.call('PEXPIRE', K_META, TTL)
+  redis.call('PEXPIRE', K_CTX, TTL)
+  redis.call('PEXPIRE', K_EVENTS, TTL)
+  redis.call('PEXPIRE', K_BP, TTL)
+  redis.call('PUBLISH', CHANNEL, status)
+end
+
+-- call whenever `live` may have reached 0; returns 1 when the run finished now
+local function maybe_finish(live, status, ts, bp)
+  if live > 0 then
+    return 0
+  end
+  if status == 'running' then
+    if redis.call('HLEN', K_AWAIT) > 0 then
+      put('status', 'awaiting')
+      local ids = redis.call('HVALS', K_AWAIT)
+      table.sort(ids)
+      redis.call('SET', K_RESULT, build_result('awaiting', bp, ids, {}))
+      if ts ~= nil and ts ~= '' then
+        local aw = {}
+        for i = 1, #ids do
+          aw[i] = cjson.encode(ids[i])
+        end
+        event('{"type":"workflow:pause","run_id":' .. cjson.encode(RUN_ID)
+          .. ',"blueprint_id":' .. cjson.encode(bp) .. ',"timestamp":"' .. ts
+          .. '","awaiting":[' .. table.concat(aw, ',') .. ']}')
+      end
+      redis.call('PUBLISH', CHANNEL, 'awaiting')
+      return 0
+    end
+    status = 'completed'
+  end
+  if status == 'awaiting' then
+    return 0
+  end
+  finish(status, ts, bp)
+  return 1
+end
+
+-- the outbox entries (values) in a HGETALL of the meta hash
+local function outbox_of(flat)
+  local out = {}
+  for i = 1, #flat, 2 do
+    if string.sub(flat[i], 1, 2) == 'o:' then
+      out[#out + 1] = flat[i + 1]
+    end
+  end
+  return out
+end
+
+-- drop fired instances nobody holds a live lease on (the run failed or was cancelled) and
+-- clear the outbox; returns how many were dropped
+local function drop_unleased(now)
+  local flat = redis.call('HGETALL', K_META)
+  local dropped, stale = 0, {}
+  for i = 1, #flat, 2 do
+    local f = flat[i]
+    local kind = string.sub(f, 1, 2)
+    if kind == 'o:' then
+      stale[#stale + 1] = f
+    elseif kind == 'i:' and W[f] == nil then
+      local v = flat[i + 1]
+      if v == 'B' then
+        put(f, 'C')
+        dropped = dropped + 1
+      else
+        local r = parse(v)
+        if r and (r.tok == '' or r.exp <= now) then
+          put(f, 'C')
+          dropped = dropped + 1
+        end
+      end
+    end
+  end
+  if #stale > 0 then
+    redis.call('HDEL', K_META, unpack(stale))
+  end
+  return dropped
+end
+
+local function fire(n, it, input, fired, defer, now)
+  local k = ikey(n, it)
+  if W['i:' .. k] ~= nil then
+    return
+  end
+  put('i:' .. k, 'F0|||' .. fmt(now) .. '|' .. input)
+  put('o:' .. k .. '#0', fmt(n) .. ',' .. fmt(it) .. ',0,' .. fmt(defer))
+  fired[#fired + 1] = fmt(n) .. ',' .. fmt(it) .. ',0,' .. fmt(defer)
+end
+
+local function parent_of(it)
+  if it == 0 then
+    return 0
+  end
+  local p = getf('p:' .. fmt(it))
+  if p then
+    return tonumber(p)
+  end
+  return it
+end
+
+-- G: decoded graph {n = {{id, flags, forward_in, back_in, out}, ...}, e = {{src, tgt, kind}}}
+-- flags: 1 any-join, 2 fallback-only, 4 loop controller; edge kinds: 0 normal 1 back 2 exit
+local function resolve(G, e, it, taken, value, fired, skips, defer, now)
+  local edge = G.e[e + 1]
+  local tgt = edge[2]
+  local node = G.n[tgt + 1]
+  local flags = node[2]
+  if math.floor(flags / 2) % 2 == 1 then
+    return
+  end
+  local required = node[3]
+  if edge[3] == 1 then
+    required = node[4]
+  end
+  if #required == 1 then
+    if taken then
+      fire(tgt, it, value, fired, defer, now)
+    else
+      skips[#skips + 1] = {tgt, it}
+    end
+    return
+  end
+  local k = ikey(tgt, it)
+  local resolved = redis.call('HINCRBY', K_META, 'j:' .. k, 1)
+  local is_any = flags % 2 == 1
+  if taken then
+    if is_any then
+      if redis.call('HINCRBY', K_META, 't:' .. k, 1) == 1 then
+        fire(tgt, it, '{' .. cjson.encode(G.n[edge[1] + 1][1]) .. ':' .. value .. '}', fired,
+          defer, now)
+      end
+    else
+      put('e:' .. fmt(e) .. '#' .. fmt(it), value)
+    end
+  end
+  if resolved < #required then
+    return
+  end
+  if is_any then
+    if redis.call('HEXISTS', K_META, 't:' .. k) == 0 then
+      skips[#skips + 1] = {tgt, it}
+    end
+    return
+  end
+  local fields, vals = {}, {}
+  for i = 1, #required do
+    fields[i] = 'e:' .. fmt(required[i]) .. '#' .. fmt(it)
+  end
+  local stored = redis.call('HMGET', K_META, unpack(fields))
+  local parts = {}
+  for i = 1, #required do
+    local v = W[fields[i]]
+    if v == nil then
+      v = stored[i]
+    end
+    if v then
+      parts[#parts + 1] = cjson.encode(G.n[G.e[required[i] + 1][1] + 1][1]) .. ':' .. v
+    end
+  end
+  if #parts > 0 then
+    fire(tgt, it, '{' .. table.concat(parts, ',') .. '}', fired, defer, now)
+  else
+    skips[#skips + 1] = {tgt, it}
+  end
+end
+
+-- res: {{edge, taken, value, mode}}; mode 0 same iteration, 1 fresh iteration, 2 parent
+local function route(G, n, it, res, fired, defer, now)
+  local skips = {}
+  local fresh = nil
+  for i = 1, #res do
+    local r = res[i]
+    local tit = it
+    if r[4] == 1 then
+      if fresh == nil then
+        fresh = redis.call('HINCRBY', K_META, 'iter', 1)
+        local entry = parent_of(it)
+        put('p:' .. fmt(fresh), fmt(entry))
+        redis.call('HINCRBY', K_META, 'n:' .. ikey(n, entry), 1)
+      end
+      tit = fresh
+    elseif r[4] == 2 then
+      tit = parent_of(it)
+    end
+    resolve(G, r[1], tit, r[2], r[3], fired, skips, defer, now)
+  end
+  while #skips > 0 do
+    local s = table.remove(skips)
+    local node = G.n[s[1] + 1]
+    local ctrl = math.floor(node[2] / 4) % 2 == 1
+    local outs = node[5]
+    for i = 1, #outs do
+      local e = outs[i]
+      local kind = G.e[e + 1][3]
+      if kind == 2 then
+        resolve(G, e, parent_of(s[2]), false, '', fired, skips, defer, now)
+      elseif not ctrl then
+        resolve(G, e, s[2], false, '', fired, skips, defer, now)
+      end
+    end
+  end
+end
+
+-- check the caller's lease on instance field f; returns record or nil, reason
+local function leased(m, status, tok)
+  if not status then
+    return nil, 'unknown'
+  end
+  if not m then
+    return nil, 'not_fired'
+  end
+  local r = parse(m)
+  if not r then
+    return nil, 'done'
+  end
+  if r.tok ~= tok then
+    return nil, 'stale'
+  end
+  return r, ''
+end

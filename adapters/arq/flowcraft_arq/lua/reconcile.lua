@@ -1,0 +1,72 @@
+-- reconcile: re-drive a run. Fired instances nobody holds a live lease on and that were fired
+-- at least `stalled` ms ago get a new epoch (so a new job id) and go to the outbox; the whole
+-- outbox is returned for (re-)enqueueing. Finished instances are never re-fired. A failed or
+-- cancelled run drops what nobody runs and finishes.
+-- A: {stalled = ms, ts, now}
+-- returns {status, blueprint id, refired, finished, job, ...}
+local flat = redis.call('HGETALL', K_META)
+if #flat == 0 then
+  return {'unknown', '', 0, 0}
+end
+local meta = {}
+for i = 1, #flat, 2 do
+  meta[flat[i]] = flat[i + 1]
+end
+local status = meta['status'] or ''
+local bp = blueprint_id()
+if status ~= 'running' and status ~= 'awaiting' then
+  if redis.call('EXISTS', K_RESULT) == 1 then
+    return {status, bp, 0, 0}
+  end
+  local live = tonumber(meta['live'] or '0') - drop_unleased(A.now)
+  put('live', fmt(live))
+  local finished = maybe_finish(live, status, A.ts, bp)
+  flush()
+  return {status, bp, 0, finished}
+end
+local refired, gone = 0, {}
+local jobs = {}
+for i = 1, #flat, 2 do
+  local f = flat[i]
+  if string.sub(f, 1, 2) == 'i:' then
+    local r = parse(flat[i + 1])
+    if r and (r.tok == '' or r.exp <= A.now) and r.fat + A.stalled <= A.now then
+      local key = string.sub(f, 3)
+      local n, it, item = string.match(key, '^(%d+)#(%d+)/?(%d*)$')
+      gone['o:' .. key .. '#' .. fmt(r.epoch)] = true
+      r.epoch = r.epoch + 1
+      r.tok = ''
+      r.exp = 0
+      r.fat = A.now
+      put(f, record(r))
+      local job = n .. ',' .. it .. ',' .. fmt(r.epoch) .. ',0'
+      if item ~= '' then
+        job = job .. ',' .. item
+      end
+      put('o:' .. key .. '#' .. fmt(r.epoch), job)
+      jobs[#jobs + 1] = job
+      refired = refired + 1
+    end
+  elseif string.sub(f, 1, 2) == 'o:' then
+    jobs[#jobs + 1] = f
+  end
+end
+local out = {status, bp, refired, 0}
+local stale = {}
+for i = 1, #jobs do
+  local j = jobs[i]
+  if string.sub(j, 1, 2) == 'o:' then
+    if gone[j] then
+      stale[#stale + 1] = j
+    else
+      out[#out + 1] = meta[j]
+    end
+  else
+    out[#out + 1] = j
+  end
+end
+if #stale > 0 then
+  redis.call('HDEL', K_META, unpack(stale))
+end
+flush()
+return out

@@ -1,0 +1,39 @@
+-- resume: complete an awaiting instance (a wait node) with the given output and routing
+-- decisions, exactly like a commit of that node; other awaiting instances keep waiting.
+-- A: {g = graph JSON, n, it, w, r, ev, ts, bp, now}
+-- returns {ok, reason, status, finished, job, ...}
+local k = ikey(A.n, A.it)
+local m = redis.call('HMGET', K_META, 'status', 'live')
+local status = m[1]
+if not status then
+  return {0, 'unknown', '', 0}
+end
+if status ~= 'running' and status ~= 'awaiting' then
+  return {0, 'not_running', status, 0}
+end
+if redis.call('HDEL', K_AWAIT, k) == 0 then
+  return {0, 'not_awaiting', status, 0}
+end
+if status == 'awaiting' then
+  status = 'running'
+  put('status', 'running')
+  redis.call('DEL', K_RESULT)
+end
+apply_writes(A.w)
+events(A.ev)
+local fired = {}
+if #A.r > 0 then
+  route(cjson.decode(A.g), A.n, A.it, A.r, fired, 0, A.now)
+end
+local live = tonumber(m[2]) + #fired
+put('live', fmt(live))
+local finished = maybe_finish(live, status, A.ts, A.bp)
+flush()
+if live == 0 then
+  status = redis.call('HGET', K_META, 'status')
+end
+local out = {1, '', status, finished}
+for i = 1, #fired do
+  out[#out + 1] = fired[i]
+end
+return out

@@ -1,0 +1,28 @@
+-- scatter: a batch instance hands its items out: each item becomes a fired instance with its
+-- own job; the batch instance stays live ("B") until the last item's commit gathers the
+-- outputs (see commit.lua), then completes like any node.
+-- A: {n, it, tok, items = {item JSON, ...}, ev, now}
+-- returns {ok, reason, status, 0, job, ...}
+local field = 'i:' .. ikey(A.n, A.it)
+local m = redis.call('HMGET', K_META, 'status', field, 'live')
+local status = m[1]
+local r, reason = leased(m[2], status, A.tok)
+if not r then
+  return {0, reason, status or '', 0}
+end
+local bk = ikey(A.n, A.it)
+put(field, 'B')
+put('bn:' .. bk, fmt(#A.items))
+put('b:' .. bk, fmt(#A.items))
+local out = {1, '', status, 0}
+for k = 0, #A.items - 1 do
+  local f = ikey(A.n, A.it, k)
+  put('i:' .. f, 'F0|||' .. fmt(A.now) .. '|' .. A.items[k + 1])
+  local job = fmt(A.n) .. ',' .. fmt(A.it) .. ',0,0,' .. fmt(k)
+  put('o:' .. f .. '#0', job)
+  out[#out + 1] = job
+end
+put('live', fmt(tonumber(m[3]) + #A.items))
+events(A.ev)
+flush()
+return out

@@ -1,0 +1,43 @@
+-- start_run: create the run once (idempotent on the run id) and fire its start nodes.
+-- A: {meta = {k, v, ...}, ctx = {k, json, ...}, start = {node index, ...}, ev = {event, ...},
+--     now = ms, bp = blueprint id}
+-- returns {created 0/1, status, job, ...}; for an existing run its undelivered outbox jobs
+if redis.call('EXISTS', K_META) == 1 then
+  local flat = redis.call('HGETALL', K_META)
+  local status = ''
+  for i = 1, #flat, 2 do
+    if flat[i] == 'status' then
+      status = flat[i + 1]
+    end
+  end
+  local out = {0, status}
+  local jobs = outbox_of(flat)
+  for i = 1, #jobs do
+    out[#out + 1] = jobs[i]
+  end
+  return out
+end
+for i = 1, #A.meta, 2 do
+  put(A.meta[i], A.meta[i + 1])
+end
+put('live', fmt(#A.start))
+put('iter', '0')
+if #A.ctx > 0 then
+  redis.call('HSET', K_CTX, unpack(A.ctx))
+end
+redis.call('SET', K_BP, A.bp)
+events(A.ev)
+local fired = {}
+for i = 1, #A.start do
+  fire(A.start[i], 0, 'null', fired, 0, A.now)
+end
+local out = {1, 'running'}
+for i = 1, #fired do
+  out[#out + 1] = fired[i]
+end
+if #fired == 0 then
+  finish('completed', '', A.bp)
+  out[2] = 'completed'
+end
+flush()
+return out

@@ -1,0 +1,287 @@
+"""RedisRunStore: the CoordinationStore of `flowcraft.distributed` on Redis, backed by Lua.
+
+Every state transition of a run is one Lua script call (atomic): `start_run`, `claim`, `renew`,
+`commit`, `fail`, `release`, `cancel`, `reconcile`. The scripts implement exactly the semantics
+of `flowcraft.distributed.memory.MemoryStore` (the reference model). They are read from
+`lua/*.lua` (each prefixed by `lua/lib.lua`), hashed once, and called with EVALSHA; a NOSCRIPT
+answer (a restarted or flushed server) loads them and retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from flowcraft.distributed.protocols import (
+    ClaimOutcome,
+    CommitOutcome,
+    CommitRequest,
+    FailRequest,
+    JobRef,
+    ReconcileOutcome,
+    StartOutcome,
+)
+from flowcraft.distributed.spec import GraphSpec
+from flowcraft.result import utc_now
+from flowcraft_arq.keys import DEFAULT_PREFIX, RunKeys, active_key
+
+log = logging.getLogger("flowcraft.arq.store")
+
+_pack = msgspec.msgpack.encode
+SCRIPT_NAMES = ("start_run", "claim", "renew", "commit", "fail", "release", "cancel",
+                "reconcile", "loop_count", "resume", "scatter")
+
+
+def _read_script(name: str) -> str:
+    return resources.files("flowcraft_arq").joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+class _Script:
+    __slots__ = ("name", "sha", "source")
+
+    def __init__(self, name: str, lib: str) -> None:
+        self.name = name
+        self.source = lib + "\n" + _read_script(name)
+        self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
+
+
+_SCRIPTS: dict[str, _Script] | None = None
+
+
+def scripts() -> dict[str, _Script]:
+    """The composed scripts, read from the package once per process."""
+    global _SCRIPTS
+    if _SCRIPTS is None:
+        lib = _read_script("lib")
+        _SCRIPTS = {name: _Script(name, lib) for name in SCRIPT_NAMES}
+    return _SCRIPTS
+
+
+def _text(value: bytes | str) -> str:
+    return value if isinstance(value, str) else value.decode("utf-8")
+
+
+def _ref(raw: bytes | str) -> JobRef:
+    parts = [int(p) for p in _text(raw).split(",")]
+    return JobRef(*parts)
+
+
+def _refs(raw: Sequence[Any]) -> list[JobRef]:
+    return [_ref(r) for r in raw]
+
+
+def _flat_writes(writes: Sequence[tuple[str, bytes | None]]) -> list[str | bool]:
+    flat: list[str | bool] = []
+    for key, value in writes:
+        flat.append(key)
+        flat.append(False if value is None else _text(value))
+    return flat
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class RedisRunStore:
+    """CoordinationStore on one Redis (or one Cluster slot per run).
+
+    `result_ttl` (seconds) is how long a finished run's keys live; `events_maxlen` caps each
+    run's event stream (approximately, `MAXLEN ~`).
+    """
+
+    def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX,
+                 result_ttl: float = 86_400.0, events_maxlen: int = 10_000) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.result_ttl_ms = int(result_ttl * 1000)
+        self.events_maxlen = events_maxlen
+        self.active = active_key(prefix)
+        self._keys: dict[str, RunKeys] = {}
+        self._scripts = scripts()
+
+    def keys(self, run_id: str) -> RunKeys:
+        keys = self._keys.get(run_id)
+        if keys is None:
+            if len(self._keys) > 4096:
+                self._keys.clear()
+            keys = self._keys[run_id] = RunKeys(self.prefix, run_id)
+        return keys
+
+    async def _call(self, name: str, run_id: str, doc: Mapping[str, Any]) -> Any:
+        script = self._scripts[name]
+        keys = self.keys(run_id)
+        args: list[Any] = [*keys.script_keys, run_id, keys.channel, self.result_ttl_ms,
+                           self.events_maxlen, _pack(doc)]
+        evalsha: Any = self.redis.evalsha
+        try:
+            return await evalsha(script.sha, len(keys.script_keys), *args)
+        except NoScriptError:
+            log.info("loading Lua script %s (%s)", name, script.sha)
+            await self.redis.script_load(script.source)
+            return await evalsha(script.sha, len(keys.script_keys), *args)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def status(self, run_id: str) -> str | None:
+        raw = await self.redis.hget(self.keys(run_id).meta, "status")  # type: ignore[misc]
+        return None if raw is None else _text(raw)
+
+    async def result(self, run_id: str) -> bytes | None:
+        raw: bytes | None = await self.redis.get(self.keys(run_id).result)
+        return raw
+
+    async def meta(self, run_id: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(self.keys(run_id).meta)  # type: ignore[misc]
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def get_values(self, run_id: str, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        values: list[bytes | None] = await self.redis.hmget(  # type: ignore[misc]
+            self.keys(run_id).ctx, list(keys))
+        return values
+
+    async def get_context(self, run_id: str) -> dict[str, bytes]:
+        raw = await self.redis.hgetall(self.keys(run_id).ctx)  # type: ignore[misc]
+        return {_text(k): v for k, v in raw.items()}
+
+    async def loop_count(self, run_id: str, node_index: int, iteration: int) -> int:
+        return int(await self._call("loop_count", run_id, {"n": node_index, "it": iteration}))
+
+    async def stalled_runs(self, idle_ms: int) -> list[str]:
+        raw = await self.redis.zrangebyscore(self.active, "-inf", _now_ms() - idle_ms)
+        return [_text(r) for r in raw]
+
+    # -- transitions ------------------------------------------------------------------------
+
+    async def start_run(self, run_id: str, spec: GraphSpec, context: Mapping[str, bytes],
+                        meta: Mapping[str, str], events: Sequence[bytes] = ()) -> StartOutcome:
+        meta_flat: list[str] = []
+        for key, value in meta.items():
+            meta_flat += [key, value]
+        ctx_flat: list[str] = []
+        for key, raw in context.items():
+            ctx_flat += [key, _text(raw)]
+        now = _now_ms()
+        out = await self._call("start_run", run_id, {
+            "meta": meta_flat, "ctx": ctx_flat, "start": list(spec.start),
+            "ev": [_text(e) for e in events], "now": now, "bp": spec.blueprint_id})
+        created, status = bool(out[0]), _text(out[1])
+        if created and status == "running":
+            await self.redis.zadd(self.active, {run_id: now})
+        return StartOutcome(created, _refs(out[2:]), status)
+
+    async def claim(self, run_id: str, spec: GraphSpec, node_index: int, iteration: int,
+                    token: str, lease_ms: int, item: int = -1) -> ClaimOutcome:
+        out = await self._call("claim", run_id, {"n": node_index, "it": iteration, "tok": token,
+                                                 "lease": lease_ms, "now": _now_ms(),
+                                                 "item": item})
+        if out[0]:
+            return ClaimOutcome(True, input=out[3], status=_text(out[2]), gathered=bool(out[4]))
+        return ClaimOutcome(False, _text(out[1]), status=_text(out[2]), jobs=_refs(out[3:]))
+
+    async def renew(self, run_id: str, node_index: int, iteration: int, token: str,
+                    lease_ms: int, item: int = -1) -> str | None:
+        out = await self._call("renew", run_id, {"n": node_index, "it": iteration, "tok": token,
+                                                 "lease": lease_ms, "now": _now_ms(),
+                                                 "item": item})
+        return None if out is None else _text(out)
+
+    async def _finished(self, run_id: str, out: Sequence[Any]) -> CommitOutcome:
+        ok, reason, status, finished = bool(out[0]), _text(out[1]), _text(out[2]), bool(out[3])
+        if finished:
+            await self.redis.zrem(self.active, run_id)
+        rest = out[4:]
+        if rest and rest[0][:1] == b"G":
+            return CommitOutcome(ok, reason, [], status, finished, gathered=bytes(rest[0][1:]))
+        return CommitOutcome(ok, reason, _refs(rest), status, finished)
+
+    async def commit(self, run_id: str, spec: GraphSpec, request: CommitRequest) -> CommitOutcome:
+        doc = {
+            "g": _text(spec.json), "n": request.node_index, "it": request.iteration,
+            "tok": request.token, "w": _flat_writes(request.writes),
+            "r": [[r.edge, r.taken, _text(r.value), r.mode] for r in request.resolutions],
+            "ev": [_text(e) for e in request.events], "ts": request.timestamp,
+            "bp": spec.blueprint_id, "now": _now_ms(), "df": request.defer_ms,
+            "aw": request.node_id if request.await_details is not None else False,
+            "item": request.item, "out": _text(request.item_output), "lease": request.lease_ms,
+        }
+        return await self._finished(run_id, await self._call("commit", run_id, doc))
+
+    async def fail(self, run_id: str, spec: GraphSpec, request: FailRequest) -> CommitOutcome:
+        pills: list[int | str] = []
+        for target, kind in request.pills:
+            pills += [target, kind]
+        doc = {
+            "n": request.node_index, "it": request.iteration, "tok": request.token,
+            "err": _text(request.error), "w": _flat_writes(request.writes), "pills": pills,
+            "ev": [_text(e) for e in request.events], "ts": request.timestamp,
+            "bp": spec.blueprint_id, "now": _now_ms(), "item": request.item,
+        }
+        return await self._finished(run_id, await self._call("fail", run_id, doc))
+
+    async def release(self, run_id: str, node_index: int, iteration: int,
+                      token: str, item: int = -1) -> CommitOutcome:
+        out = await self._call("release", run_id, {"n": node_index, "it": iteration,
+                                                   "tok": token, "ts": utc_now().isoformat(),
+                                                   "item": item})
+        return await self._finished(run_id, out)
+
+    async def scatter(self, run_id: str, spec: GraphSpec, node_index: int, iteration: int,
+                      token: str, items: Sequence[bytes],
+                      events: Sequence[bytes] = ()) -> CommitOutcome:
+        out = await self._call("scatter", run_id, {
+            "n": node_index, "it": iteration, "tok": token, "items": [_text(i) for i in items],
+            "ev": [_text(e) for e in events], "now": _now_ms()})
+        return await self._finished(run_id, out)
+
+    async def awaiting(self, run_id: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(self.keys(run_id).awaiting)  # type: ignore[misc]
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def blueprint_of(self, run_id: str) -> str | None:
+        keys = self.keys(run_id)
+        raw = await self.redis.hget(keys.meta, "blueprint_id")  # type: ignore[misc]
+        if not raw:
+            raw = await self.redis.get(keys.blueprint)
+        return None if not raw else _text(raw)
+
+    async def resume(self, run_id: str, spec: GraphSpec, request: CommitRequest) -> CommitOutcome:
+        doc = {
+            "g": _text(spec.json), "n": request.node_index, "it": request.iteration,
+            "w": _flat_writes(request.writes),
+            "r": [[r.edge, r.taken, _text(r.value), r.mode] for r in request.resolutions],
+            "ev": [_text(e) for e in request.events], "ts": request.timestamp,
+            "bp": spec.blueprint_id, "now": _now_ms(),
+        }
+        return await self._finished(run_id, await self._call("resume", run_id, doc))
+
+    async def ack(self, run_id: str, jobs: Sequence[JobRef]) -> None:
+        if jobs:
+            await self.redis.hdel(self.keys(run_id).meta,  # type: ignore[misc]
+                                  *[f"o:{j.key}" for j in jobs])
+
+    async def cancel(self, run_id: str, timestamp: str) -> CommitOutcome:
+        out = await self._call("cancel", run_id, {"ts": timestamp, "now": _now_ms()})
+        return await self._finished(run_id, out)
+
+    async def reconcile_run(self, run_id: str, timestamp: str,
+                            stalled_ms: int = 0) -> ReconcileOutcome:
+        out = await self._call("reconcile", run_id, {"stalled": stalled_ms, "ts": timestamp,
+                                                     "now": _now_ms()})
+        status, blueprint_id = _text(out[0]), _text(out[1])
+        finished = bool(out[3])
+        if status == "unknown" or finished or status not in ("running", "awaiting"):
+            await self.redis.zrem(self.active, run_id)
+        return ReconcileOutcome(_refs(out[4:]), int(out[2]), status, blueprint_id, finished)
+
+
+__all__ = ["SCRIPT_NAMES", "RedisRunStore", "scripts"]

@@ -1,0 +1,632 @@
+"""An in-memory CoordinationStore and JobQueue with the same semantics as the Redis ones.
+
+This is the reference model of the store's bookkeeping: the Redis Lua scripts of
+`flowcraft_arq` implement exactly these transitions (same data layout, same names), and the
+adapter's unit tests run against this module without any server. It is also a starting point
+for anyone writing an adapter for another queue or store.
+
+Every public coroutine performs its whole transition without awaiting in between, so each is
+atomic with respect to the other coroutines of the event loop, like a Lua script in Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+import msgspec
+
+from flowcraft.distributed.protocols import (
+    FRESH,
+    PARENT,
+    ClaimOutcome,
+    CommitOutcome,
+    CommitRequest,
+    FailRequest,
+    JobPayload,
+    JobRef,
+    QueuedJob,
+    ReconcileOutcome,
+    Resolution,
+    StartOutcome,
+    inst_key,
+)
+from flowcraft.distributed.spec import ANY, CONTROLLER, FALLBACK_ONLY, GraphSpec
+from flowcraft.result import utc_now
+from flowcraft.runtime.graph import BACK, EXIT
+
+log = logging.getLogger("flowcraft.distributed.memory")
+
+_json = msgspec.json.encode
+
+
+def build_result(run_id: str, status: str, blueprint_id: str, context: Mapping[str, bytes],
+                 errors: Sequence[bytes], awaiting: Sequence[str]) -> bytes:
+    """The WorkflowResult JSON, with the stored JSON values embedded verbatim."""
+    return _json({
+        "run_id": run_id, "status": status,
+        "context": {k: msgspec.Raw(v) for k, v in context.items()},
+        "errors": [msgspec.Raw(e) for e in errors], "awaiting": list(awaiting),
+        "blueprint_id": blueprint_id,
+    })
+
+
+class _Inst:
+    """One instance record: state F (fired), B (a batch whose items run), G (a batch whose
+    items all finished: `input` holds their outputs), D (done), X (failed), C (dropped)."""
+
+    __slots__ = ("epoch", "input", "state")
+
+    def __init__(self, state: str, epoch: int, input: bytes) -> None:
+        self.state = state
+        self.epoch = epoch
+        self.input = input
+
+
+class _RunState:
+    def __init__(self, run_id: str, meta: Mapping[str, str]) -> None:
+        self.run_id = run_id
+        self.meta: dict[str, str] = dict(meta)
+        self.meta.setdefault("status", "running")
+        self.live = 0
+        self.next_iteration = 0
+        self.ctx: dict[str, bytes] = {}
+        self.inst: dict[str, _Inst] = {}
+        self.leases: dict[str, tuple[str, float]] = {}
+        self.joins: dict[str, int] = {}
+        self.values: dict[str, bytes] = {}
+        self.parent: dict[int, int] = {}
+        self.pills: dict[str, str] = {}
+        self.outbox: dict[str, JobRef] = {}
+        self.awaiting: dict[str, str] = {}
+        self.errors: list[bytes] = []
+        self.events: list[bytes] = []
+        self.result: bytes | None = None
+        self.updated = time.monotonic()
+        self.completions: dict[str, int] = {}
+        self.batches: dict[str, list[bytes | None]] = {}
+
+
+def _now_ms() -> float:
+    return time.monotonic() * 1000.0
+
+
+class MemoryStore:
+    """The reference CoordinationStore, kept in this process's memory."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, _RunState] = {}
+        self.blueprint_fallback: dict[str, str] = {}
+        self._waiters: dict[str, asyncio.Event] = {}
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def status(self, run_id: str) -> str | None:
+        run = self.runs.get(run_id)
+        return None if run is None else run.meta["status"]
+
+    async def result(self, run_id: str) -> bytes | None:
+        run = self.runs.get(run_id)
+        return None if run is None else run.result
+
+    async def get_values(self, run_id: str, keys: Sequence[str]) -> list[bytes | None]:
+        run = self.runs.get(run_id)
+        if run is None:
+            return [None for _ in keys]
+        return [run.ctx.get(k) for k in keys]
+
+    async def get_context(self, run_id: str) -> dict[str, bytes]:
+        run = self.runs.get(run_id)
+        return {} if run is None else dict(run.ctx)
+
+    async def loop_count(self, run_id: str, node_index: int, iteration: int) -> int:
+        """How many times loop controller `node_index` continued for the loop entry of
+        `iteration`."""
+        run = self.runs.get(run_id)
+        if run is None:
+            return 0
+        entry = run.parent.get(iteration, iteration)
+        return run.joins.get(f"n:{inst_key(node_index, entry)}", 0)
+
+    async def events(self, run_id: str) -> list[bytes]:
+        run = self.runs.get(run_id)
+        return [] if run is None else list(run.events)
+
+    async def wait_result(self, run_id: str, timeout: float) -> bytes:
+        """The result once the run is terminal or awaiting; TimeoutError after `timeout`."""
+        async with asyncio.timeout(timeout):
+            while True:
+                run = self.runs.get(run_id)
+                if run is not None and run.result is not None:
+                    return run.result
+                event = self._waiters.setdefault(run_id, asyncio.Event())
+                await event.wait()
+
+    def _notify(self, run_id: str) -> None:
+        event = self._waiters.pop(run_id, None)
+        if event is not None:
+            event.set()
+
+    # -- transitions ------------------------------------------------------------------------
+
+    async def start_run(self, run_id: str, spec: GraphSpec, context: Mapping[str, bytes],
+                        meta: Mapping[str, str], events: Sequence[bytes] = ()) -> StartOutcome:
+        run = self.runs.get(run_id)
+        if run is not None:
+            return StartOutcome(False, list(run.outbox.values()), run.meta["status"])
+        run = self.runs[run_id] = _RunState(run_id, meta)
+        self.blueprint_fallback[run_id] = spec.blueprint_id
+        run.ctx.update(context)
+        run.events.extend(events)
+        fired: list[JobRef] = []
+        for index in spec.start:
+            self._fire(run, index, 0, b"null", fired, 0)
+        run.live += len(fired)
+        if not fired:
+            self._finish(run, "completed", "")
+        return StartOutcome(True, fired, run.meta["status"])
+
+    async def claim(self, run_id: str, spec: GraphSpec, node_index: int, iteration: int,
+                    token: str, lease_ms: int, item: int = -1) -> ClaimOutcome:
+        run = self.runs.get(run_id)
+        if run is None:
+            return ClaimOutcome(False, "unknown")
+        status = run.meta["status"]
+        if status != "running":
+            return ClaimOutcome(False, "not_running", status=status)
+        key = inst_key(node_index, iteration, item)
+        rec = run.inst.get(key)
+        if rec is None:
+            return ClaimOutcome(False, "not_fired", status=status)
+        if rec.state == "B":
+            return ClaimOutcome(False, "scattered", status=status)
+        if rec.state not in ("F", "G"):
+            return ClaimOutcome(False, "done", status=status, jobs=list(run.outbox.values()))
+        now = _now_ms()
+        lease = run.leases.get(key)
+        if lease is not None and lease[1] > now and lease[0] != token:
+            return ClaimOutcome(False, "leased", status=status)
+        run.leases[key] = (token, now + lease_ms)
+        return ClaimOutcome(True, input=rec.input, status=status, gathered=rec.state == "G")
+
+    async def renew(self, run_id: str, node_index: int, iteration: int, token: str,
+                    lease_ms: int, item: int = -1) -> str | None:
+        run = self.runs.get(run_id)
+        if run is None:
+            return None
+        key = inst_key(node_index, iteration, item)
+        lease = run.leases.get(key)
+        if lease is None or lease[0] != token:
+            return None
+        run.leases[key] = (token, _now_ms() + lease_ms)
+        return run.meta["status"]
+
+    async def commit(self, run_id: str, spec: GraphSpec, request: CommitRequest) -> CommitOutcome:
+        run = self.runs.get(run_id)
+        if run is None:
+            return CommitOutcome(False, "unknown")
+        key = inst_key(request.node_index, request.iteration, request.item)
+        reason = self._check_lease(run, key, request.token)
+        if reason:
+            return CommitOutcome(False, reason, status=run.meta["status"])
+        del run.leases[key]
+        self._apply_writes(run, request.writes)
+        run.events.extend(request.events)
+        run.completions[key] = run.completions.get(key, 0) + 1
+        run.inst[key].state = "D"
+        if request.item >= 0:
+            return self._gather(run, request)
+        fired: list[JobRef] = []
+        if request.await_details is not None:
+            run.awaiting[key] = request.node_id
+        elif run.meta["status"] == "running":
+            self._route(run, spec, request.node_index, request.iteration,
+                        request.resolutions, fired, request.defer_ms)
+        run.live += len(fired) - 1
+        run.updated = time.monotonic()
+        finished = self._maybe_finish(run, spec, request.timestamp)
+        return CommitOutcome(True, jobs=fired, status=run.meta["status"], finished=finished)
+
+    async def fail(self, run_id: str, spec: GraphSpec, request: FailRequest) -> CommitOutcome:
+        run = self.runs.get(run_id)
+        if run is None:
+            return CommitOutcome(False, "unknown")
+        key = inst_key(request.node_index, request.iteration, request.item)
+        reason = self._check_lease(run, key, request.token)
+        if reason:
+            return CommitOutcome(False, reason, status=run.meta["status"])
+        del run.leases[key]
+        self._apply_writes(run, request.writes)
+        run.events.extend(request.events)
+        run.completions[key] = run.completions.get(key, 0) + 1
+        run.inst[key].state = "X"
+        if request.item >= 0:
+            batch = run.inst.get(inst_key(request.node_index, request.iteration))
+            if batch is not None and batch.state == "B":
+                batch.state = "X"
+                run.live -= 1
+        run.live -= 1
+        run.errors.append(request.error)
+        for target, pill in request.pills:
+            run.pills[inst_key(target, request.iteration)] = pill
+        if run.meta["status"] == "running":
+            run.meta["status"] = "failed"
+            self._drop_unleased(run)
+        run.updated = time.monotonic()
+        finished = self._maybe_finish(run, spec, request.timestamp)
+        return CommitOutcome(True, status=run.meta["status"], finished=finished)
+
+    async def release(self, run_id: str, node_index: int, iteration: int,
+                      token: str, item: int = -1) -> CommitOutcome:
+        """Give up a claimed instance without completing it.
+
+        While the run is running the instance stays fired (another delivery may run it);
+        once the run is failed or cancelled it is dropped, which may finish the run.
+        """
+        run = self.runs.get(run_id)
+        if run is None:
+            return CommitOutcome(False, "unknown")
+        key = inst_key(node_index, iteration, item)
+        reason = self._check_lease(run, key, token)
+        if reason:
+            return CommitOutcome(False, reason, status=run.meta["status"])
+        del run.leases[key]
+        if run.meta["status"] == "running":
+            return CommitOutcome(True, status="running")
+        run.inst[key].state = "C"
+        run.live -= 1
+        finished = self._maybe_finish(run, None, utc_now().isoformat())
+        return CommitOutcome(True, status=run.meta["status"], finished=finished)
+
+    async def awaiting(self, run_id: str) -> dict[str, str]:
+        run = self.runs.get(run_id)
+        return {} if run is None else dict(run.awaiting)
+
+    async def blueprint_of(self, run_id: str) -> str | None:
+        run = self.runs.get(run_id)
+        if run is None:
+            return None
+        return run.meta.get("blueprint_id") or self.blueprint_fallback.get(run_id)
+
+    async def resume(self, run_id: str, spec: GraphSpec, request: CommitRequest) -> CommitOutcome:
+        """Complete an awaiting instance like a commit of it (no lease: it is not running)."""
+        run = self.runs.get(run_id)
+        if run is None:
+            return CommitOutcome(False, "unknown")
+        status = run.meta["status"]
+        if status not in ("running", "awaiting"):
+            return CommitOutcome(False, "not_running", status=status)
+        key = inst_key(request.node_index, request.iteration)
+        if run.awaiting.pop(key, None) is None:
+            return CommitOutcome(False, "not_awaiting", status=status)
+        if status == "awaiting":
+            run.meta["status"] = "running"
+            run.result = None
+        self._apply_writes(run, request.writes)
+        run.events.extend(request.events)
+        fired: list[JobRef] = []
+        self._route(run, spec, request.node_index, request.iteration, request.resolutions,
+                    fired, 0)
+        run.live += len(fired)
+        run.updated = time.monotonic()
+        finished = self._maybe_finish(run, spec, request.timestamp)
+        return CommitOutcome(True, jobs=fired, status=run.meta["status"], finished=finished)
+
+    async def scatter(self, run_id: str, spec: GraphSpec, node_index: int, iteration: int,
+                      token: str, items: Sequence[bytes],
+                      events: Sequence[bytes] = ()) -> CommitOutcome:
+        """A batch instance hands its items out as jobs: it stays live (state B) until the
+        last item's commit gathers the outputs (state G), then completes like any node."""
+        run = self.runs.get(run_id)
+        if run is None:
+            return CommitOutcome(False, "unknown")
+        key = inst_key(node_index, iteration)
+        reason = self._check_lease(run, key, token)
+        if reason:
+            return CommitOutcome(False, reason, status=run.meta["status"])
+        del run.leases[key]
+        run.events.extend(events)
+        run.inst[key].state = "B"
+        run.batches[key] = [None] * len(items)
+        fired: list[JobRef] = []
+        for index, raw in enumerate(items):
+            item_key = inst_key(node_index, iteration, index)
+            run.inst[item_key] = _Inst("F", 0, raw)
+            ref = JobRef(node_index, iteration, 0, 0, index)
+            run.outbox[ref.key] = ref
+            fired.append(ref)
+        run.live += len(fired)
+        return CommitOutcome(True, jobs=fired, status=run.meta["status"])
+
+    def _gather(self, run: _RunState, request: CommitRequest) -> CommitOutcome:
+        key = inst_key(request.node_index, request.iteration)
+        outputs = run.batches[key]
+        outputs[request.item] = request.item_output
+        run.live -= 1
+        batch = run.inst[key]
+        if run.meta["status"] != "running" or batch.state != "B" or any(
+                o is None for o in outputs):
+            finished = self._maybe_finish(run, None, request.timestamp)
+            return CommitOutcome(True, status=run.meta["status"], finished=finished)
+        gathered = b"[" + b",".join(o or b"null" for o in outputs) + b"]"
+        batch.state = "G"
+        batch.input = gathered
+        run.leases[key] = (request.token, _now_ms() + request.lease_ms)
+        return CommitOutcome(True, status=run.meta["status"], gathered=gathered)
+
+    async def ack(self, run_id: str, jobs: Sequence[JobRef]) -> None:
+        run = self.runs.get(run_id)
+        if run is not None:
+            for job in jobs:
+                run.outbox.pop(job.key, None)
+
+    async def cancel(self, run_id: str, timestamp: str) -> CommitOutcome:
+        run = self.runs.get(run_id)
+        if run is None:
+            return CommitOutcome(False, "unknown")
+        status = run.meta["status"]
+        if status not in ("running", "awaiting"):
+            return CommitOutcome(False, "not_running", status=status)
+        run.meta["status"] = "cancelled"
+        run.awaiting.clear()
+        run.result = None
+        self._drop_unleased(run)
+        finished = self._maybe_finish(run, None, timestamp)
+        return CommitOutcome(True, status="cancelled", finished=finished)
+
+    async def stalled_runs(self, idle_ms: int) -> list[str]:
+        limit = time.monotonic() - idle_ms / 1000.0
+        return [r.run_id for r in self.runs.values()
+                if r.result is None and r.updated <= limit]
+
+    async def reconcile_run(self, run_id: str, timestamp: str,
+                            stalled_ms: int = 0) -> ReconcileOutcome:
+        """Re-drive a stalled run: undelivered outbox entries, and fired instances without a
+        live lease get a new epoch (so a new job id). Done instances are never re-fired."""
+        run = self.runs.get(run_id)
+        if run is None:
+            return ReconcileOutcome(status="unknown")
+        blueprint_id = run.meta.get("blueprint_id") or self.blueprint_fallback.get(run_id, "")
+        status = run.meta["status"]
+        if run.result is not None and status != "running":
+            return ReconcileOutcome(status=status, blueprint_id=blueprint_id)
+        if status != "running":
+            self._drop_unleased(run)
+            finished = self._maybe_finish(run, None, timestamp)
+            return ReconcileOutcome(status=run.meta["status"], blueprint_id=blueprint_id,
+                                    finished=finished)
+        now = _now_ms()
+        refired = 0
+        for key, rec in run.inst.items():
+            if rec.state not in ("F", "G"):
+                continue
+            lease = run.leases.get(key)
+            if lease is not None and lease[1] > now:
+                continue
+            node_part, _, rest = key.partition("#")
+            iteration_part, _, item_part = rest.partition("/")
+            node_index, iteration = int(node_part), int(iteration_part)
+            item = int(item_part) if item_part else -1
+            run.outbox.pop(JobRef(node_index, iteration, rec.epoch, 0, item).key, None)
+            rec.epoch += 1
+            refired += 1
+            ref = JobRef(node_index, iteration, rec.epoch, 0, item)
+            run.outbox[ref.key] = ref
+        run.updated = time.monotonic()
+        return ReconcileOutcome(jobs=list(run.outbox.values()), refired=refired, status=status,
+                                blueprint_id=blueprint_id)
+
+    # -- internals --------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_lease(run: _RunState, key: str, token: str) -> str:
+        rec = run.inst.get(key)
+        if rec is None:
+            return "not_fired"
+        if rec.state not in ("F", "G"):
+            return "done"
+        lease = run.leases.get(key)
+        if lease is None or lease[0] != token:
+            return "stale"
+        return ""
+
+    @staticmethod
+    def _apply_writes(run: _RunState, writes: Sequence[tuple[str, bytes | None]]) -> None:
+        for k, v in writes:
+            if v is None:
+                run.ctx.pop(k, None)
+            else:
+                run.ctx[k] = v
+
+    @staticmethod
+    def _drop_unleased(run: _RunState) -> None:
+        now = _now_ms()
+        for key, rec in run.inst.items():
+            if rec.state not in ("F", "G", "B"):
+                continue
+            lease = run.leases.get(key)
+            if rec.state != "B" and lease is not None and lease[1] > now:
+                continue
+            rec.state = "C"
+            run.leases.pop(key, None)
+            run.live -= 1
+        run.outbox.clear()
+
+    def _maybe_finish(self, run: _RunState, spec: GraphSpec | None, timestamp: str) -> bool:
+        if run.live > 0:
+            return False
+        status = run.meta["status"]
+        if status == "running":
+            if run.awaiting:
+                run.meta["status"] = "awaiting"
+                run.result = build_result(run.run_id, "awaiting", run.meta.get("blueprint_id", ""),
+                                          run.ctx, run.errors, list(run.awaiting.values()))
+                self._notify(run.run_id)
+                return False
+            status = "completed"
+        if status == "awaiting":
+            return False
+        self._finish(run, status, timestamp)
+        return True
+
+    def _finish(self, run: _RunState, status: str, timestamp: str) -> None:
+        run.meta["status"] = status
+        blueprint_id = run.meta.get("blueprint_id", "")
+        run.result = build_result(run.run_id, status, blueprint_id, run.ctx, run.errors, [])
+        if timestamp:
+            run.events.append(_json({
+                "type": "workflow:finish", "run_id": run.run_id, "blueprint_id": blueprint_id,
+                "timestamp": timestamp, "status": status,
+                "errors": [msgspec.Raw(e) for e in run.errors]}))
+        self._notify(run.run_id)
+
+    @staticmethod
+    def _fire(run: _RunState, node_index: int, iteration: int, value: bytes,
+              fired: list[JobRef], defer_ms: int) -> None:
+        key = inst_key(node_index, iteration)
+        if key in run.inst:
+            return
+        run.inst[key] = _Inst("F", 0, value)
+        defer = int(time.time() * 1000) + defer_ms if defer_ms > 0 else 0
+        ref = JobRef(node_index, iteration, 0, defer)
+        run.outbox[ref.key] = ref
+        fired.append(ref)
+
+    def _route(self, run: _RunState, spec: GraphSpec, node_index: int, iteration: int,
+               resolutions: Sequence[Resolution], fired: list[JobRef], defer_ms: int) -> None:
+        skips: list[tuple[int, int]] = []
+        fresh: int | None = None
+        for res in resolutions:
+            if res.mode == FRESH:
+                if fresh is None:
+                    run.next_iteration += 1
+                    fresh = run.next_iteration
+                    entry = run.parent[fresh] = run.parent.get(iteration, iteration)
+                    loop = f"n:{inst_key(node_index, entry)}"
+                    run.joins[loop] = run.joins.get(loop, 0) + 1
+                target_iteration = fresh
+            elif res.mode == PARENT:
+                target_iteration = run.parent.get(iteration, iteration)
+            else:
+                target_iteration = iteration
+            self._resolve(run, spec, res.edge, target_iteration, res.taken, res.value, fired,
+                          skips, defer_ms)
+        while skips:
+            node, it = skips.pop()
+            nspec = spec.nodes[node]
+            for edge_index in nspec.out:
+                edge = spec.edges[edge_index]
+                if nspec.flags & CONTROLLER and edge.kind != EXIT:
+                    continue
+                target_iteration = run.parent.get(it, it) if edge.kind == EXIT else it
+                self._resolve(run, spec, edge_index, target_iteration, False, b"", fired, skips,
+                              defer_ms)
+
+    def _resolve(self, run: _RunState, spec: GraphSpec, edge_index: int, iteration: int,
+                 taken: bool, value: bytes, fired: list[JobRef],
+                 skips: list[tuple[int, int]], defer_ms: int) -> None:
+        """Mirror of `FlowRuntime._resolve`, on stored counters instead of `_Join` objects."""
+        edge = spec.edges[edge_index]
+        target = spec.nodes[edge.target]
+        if target.flags & FALLBACK_ONLY:
+            return
+        required = target.back_in if edge.kind == BACK else target.forward_in
+        if len(required) == 1:
+            if taken:
+                self._fire(run, edge.target, iteration, value, fired, defer_ms)
+            else:
+                skips.append((edge.target, iteration))
+            return
+        key = inst_key(edge.target, iteration)
+        resolved = run.joins[f"j:{key}"] = run.joins.get(f"j:{key}", 0) + 1
+        if taken:
+            if target.flags & ANY:
+                count = run.joins[f"t:{key}"] = run.joins.get(f"t:{key}", 0) + 1
+                if count == 1:
+                    source_id = _json(spec.nodes[edge.source].id)
+                    self._fire(run, edge.target, iteration, b"{" + source_id + b":" + value + b"}",
+                               fired, defer_ms)
+            else:
+                run.values[f"{edge_index}#{iteration}"] = value
+        if resolved < len(required):
+            return
+        if target.flags & ANY:
+            if f"t:{key}" not in run.joins:
+                skips.append((edge.target, iteration))
+            return
+        parts = []
+        for index in required:
+            stored = run.values.get(f"{index}#{iteration}")
+            if stored is not None:
+                parts.append(_json(spec.nodes[spec.edges[index].source].id) + b":" + stored)
+        if parts:
+            self._fire(run, edge.target, iteration, b"{" + b",".join(parts) + b"}", fired,
+                       defer_ms)
+        else:
+            skips.append((edge.target, iteration))
+
+
+Handler = Callable[[JobPayload], Awaitable[None]]
+
+
+class MemoryQueue:
+    """A JobQueue for one process: at-least-once delivery to `workers` consumer tasks.
+
+    Like arq, enqueueing an id that is queued or running is a no-op; deferred jobs wait until
+    their time. `duplicate(payload)` delivers a payload again on purpose (fault tests).
+    """
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[JobPayload] = asyncio.Queue()
+        self._ids: set[str] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self.delivered = 0
+
+    async def enqueue(self, jobs: Sequence[QueuedJob]) -> None:
+        loop = asyncio.get_running_loop()
+        for job in jobs:
+            job_id = job.payload.job_id
+            if job_id in self._ids:
+                continue
+            self._ids.add(job_id)
+            delay = ((job.defer_until_ms - time.time() * 1000) / 1000.0
+                     if job.defer_until_ms else 0.0)
+            if delay > 0:
+                handle = loop.call_later(delay, self._queue.put_nowait, job.payload)
+                self._timers.add(handle)
+            else:
+                self._queue.put_nowait(job.payload)
+
+    def duplicate(self, payload: JobPayload) -> None:
+        self._queue.put_nowait(payload)
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def serve(self, handler: Handler, workers: int = 4) -> None:
+        """Consume jobs with `workers` tasks until cancelled."""
+
+        async def consume() -> None:
+            while True:
+                payload = await self._queue.get()
+                try:
+                    await handler(payload)
+                except Exception:
+                    log.exception("job %s raised", payload.job_id)
+                finally:
+                    self._ids.discard(payload.job_id)
+                    self.delivered += 1
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(workers):
+                tg.create_task(consume())
+
+    def close(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+
+
+__all__ = ["MemoryQueue", "MemoryStore", "build_result", "inst_key"]

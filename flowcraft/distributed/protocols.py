@@ -1,0 +1,269 @@
+"""The technology-agnostic contracts of distributed execution.
+
+A distributed run is a set of node *instances* `(node, iteration)`, each executed as one job by
+some worker. Three parts cooperate:
+
+- a `JobQueue` delivers `JobPayload`s to workers (at least once);
+- a `CoordinationStore` keeps all run state and performs every state transition of one node
+  completion atomically (claim with a lease, commit, fail, finish);
+- `BaseDistributedAdapter` (see `adapter.py`) runs one job: claim, execute the node through the
+  core executor, decide the routing with the core's routing code, commit, hand the successors
+  the store made ready to the queue.
+
+The store does *bookkeeping only*: routing decisions (actions, conditions, transforms) are made
+in Python by the worker and passed to `commit` as data (`Resolution`s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal, Protocol, runtime_checkable
+
+import msgspec
+
+from flowcraft.distributed.spec import GraphSpec
+
+RunState = Literal["running", "awaiting", "completed", "failed", "cancelled"]
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+# Iteration modes of a resolution (how the target iteration follows from the source's).
+SAME, FRESH, PARENT = 0, 1, 2
+
+
+class JobPayload(msgspec.Struct, frozen=True, array_like=True):
+    """What travels through the queue: which node instance of which run to execute.
+
+    `epoch` changes when the reconciler re-fires an instance whose job was lost, so the job id
+    `"{run}:{node}:{iteration}:{epoch}"` is new; `version` is the blueprint version the run was
+    started with (a worker with another version does not execute it).
+    """
+
+    run_id: str
+    blueprint_id: str
+    node_id: str
+    iteration: int = 0
+    attempt: int = 1
+    epoch: int = 0
+    version: str | None = None
+    item: int = -1
+
+    @property
+    def job_id(self) -> str:
+        node = self.node_id if self.item < 0 else f"{self.node_id}[{self.item}]"
+        return f"{self.run_id}:{node}:{self.iteration}:{self.epoch}"
+
+
+class JobRef(msgspec.Struct, frozen=True, array_like=True):
+    """A job the store decided to run, as the store knows it: which instance, which epoch,
+    and (for durable sleeps) not before when (epoch ms, 0 = now). `key` names it in the
+    store's outbox; the adapter turns it into a `QueuedJob` with a full payload."""
+
+    node_index: int
+    iteration: int
+    epoch: int = 0
+    defer_until_ms: int = 0
+    item: int = -1
+
+    @property
+    def key(self) -> str:
+        return f"{inst_key(self.node_index, self.iteration, self.item)}#{self.epoch}"
+
+
+def inst_key(node_index: int, iteration: int, item: int = -1) -> str:
+    """How stores name an instance: `n#it`, and `n#it/k` for item k of a batch instance."""
+    if item < 0:
+        return f"{node_index}#{iteration}"
+    return f"{node_index}#{iteration}/{item}"
+
+
+class QueuedJob(msgspec.Struct, frozen=True):
+    """A job for the queue: the payload and, for durable sleeps, when (epoch ms)."""
+
+    payload: JobPayload
+    defer_until_ms: int | None = None
+
+
+class Resolution(msgspec.Struct, frozen=True, array_like=True):
+    """One edge decision of a finished node: edge index, taken, value (JSON), iteration mode."""
+
+    edge: int
+    taken: bool
+    value: bytes = b"null"
+    mode: int = SAME
+
+
+class CommitRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything one successful node completion records, applied atomically by the store.
+
+    `writes` are the node's context writes in order (value None = delete), including its output
+    under `_outputs.<id>` and `<id>`; `resolutions` the routing decisions; `events` encoded
+    events to append to the run's event log; `await_details` turns the completion into a pause
+    (the instance waits for `resume`) and `defer_ms` delays the successors (durable sleep).
+    For item `item` of a batch, `item_output` is the item's output and `lease_ms` the lease
+    the committer takes on the batch instance when this was the last item.
+    """
+
+    node_index: int
+    iteration: int
+    token: str
+    node_id: str = ""
+    writes: Sequence[tuple[str, bytes | None]] = ()
+    resolutions: Sequence[Resolution] = ()
+    events: Sequence[bytes] = ()
+    timestamp: str = ""
+    await_details: bytes | None = None
+    defer_ms: int = 0
+    item: int = -1
+    item_output: bytes = b"null"
+    lease_ms: int = 0
+
+
+class FailRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A node failed for good: its error (encoded WorkflowError) and the pills of its successors.
+
+    `pills` are `(target node index, "poison" | "cancel")`, at the failing instance's iteration.
+    """
+
+    node_index: int
+    iteration: int
+    token: str
+    error: bytes
+    writes: Sequence[tuple[str, bytes | None]] = ()
+    pills: Sequence[tuple[int, str]] = ()
+    events: Sequence[bytes] = ()
+    timestamp: str = ""
+    item: int = -1
+
+
+class ClaimOutcome(msgspec.Struct, frozen=True):
+    """`ok` with the instance's input (JSON), or the reason the job must not run.
+
+    Reasons: "unknown" (no such run), "not_running" (failed, cancelled, ...), "not_fired",
+    "done" (already completed; `jobs` then holds undelivered successors to re-drive), "leased"
+    (another worker holds a live lease), "scattered" (a batch whose items are running).
+    `gathered` is set for a batch instance whose items all finished: `input` is then the list
+    of their outputs and only the batch's own completion is left to do.
+    """
+
+    ok: bool
+    reason: str = ""
+    input: bytes = b"null"
+    status: str = ""
+    jobs: list[JobRef] = msgspec.field(default_factory=list)
+    gathered: bool = False
+
+
+class CommitOutcome(msgspec.Struct, frozen=True):
+    """`ok` (recorded) or rejected (`reason`: "stale", "not_fired", ...); `jobs` to enqueue;
+    `status` the run status afterwards; `finished` when this call finished the run.
+    `gathered` (item commits only): this was the batch's last item; the outputs of all items
+    in order (a JSON list), and the caller now holds the lease on the batch instance."""
+
+    ok: bool
+    reason: str = ""
+    jobs: list[JobRef] = msgspec.field(default_factory=list)
+    status: str = ""
+    finished: bool = False
+    gathered: bytes | None = None
+
+
+class StartOutcome(msgspec.Struct, frozen=True):
+    """`created` is False when the run id already existed (start is idempotent); `jobs` are
+    the start jobs (or, for an existing run, its undelivered ones) to put in the queue."""
+
+    created: bool
+    jobs: list[JobRef] = msgspec.field(default_factory=list)
+    status: str = ""
+
+
+class ReconcileOutcome(msgspec.Struct, frozen=True):
+    """What reconciling one run did: `jobs` to enqueue, `refired` instances given a new epoch,
+    `status` afterwards, and the blueprint id found (meta or fallback key)."""
+
+    jobs: list[JobRef] = msgspec.field(default_factory=list)
+    refired: int = 0
+    status: str = ""
+    blueprint_id: str = ""
+    finished: bool = False
+
+
+@runtime_checkable
+class CoordinationStore(Protocol):
+    """All run state, with one atomic operation per state transition."""
+
+    async def start_run(self, run_id: str, spec: GraphSpec, context: Mapping[str, bytes],
+                        meta: Mapping[str, str], events: Sequence[bytes] = ()) -> StartOutcome: ...
+
+    async def claim(self, run_id: str, spec: GraphSpec, node_index: int, iteration: int,
+                    token: str, lease_ms: int, item: int = -1) -> ClaimOutcome: ...
+
+    async def renew(self, run_id: str, node_index: int, iteration: int, token: str,
+                    lease_ms: int, item: int = -1) -> str | None: ...
+
+    async def get_values(self, run_id: str, keys: Sequence[str]) -> list[bytes | None]: ...
+
+    async def get_context(self, run_id: str) -> dict[str, bytes]: ...
+
+    async def loop_count(self, run_id: str, node_index: int, iteration: int) -> int: ...
+
+    async def commit(self, run_id: str, spec: GraphSpec,
+                     request: CommitRequest) -> CommitOutcome: ...
+
+    async def fail(self, run_id: str, spec: GraphSpec,
+                   request: FailRequest) -> CommitOutcome: ...
+
+    async def release(self, run_id: str, node_index: int, iteration: int,
+                      token: str, item: int = -1) -> CommitOutcome: ...
+
+    async def scatter(self, run_id: str, spec: GraphSpec, node_index: int, iteration: int,
+                      token: str, items: Sequence[bytes],
+                      events: Sequence[bytes] = ()) -> CommitOutcome: ...
+
+    async def ack(self, run_id: str, jobs: Sequence[JobRef]) -> None: ...
+
+    async def awaiting(self, run_id: str) -> dict[str, str]: ...
+
+    async def blueprint_of(self, run_id: str) -> str | None: ...
+
+    async def resume(self, run_id: str, spec: GraphSpec,
+                     request: CommitRequest) -> CommitOutcome: ...
+
+    async def cancel(self, run_id: str, timestamp: str) -> CommitOutcome: ...
+
+    async def reconcile_run(self, run_id: str, timestamp: str,
+                            stalled_ms: int = 0) -> ReconcileOutcome: ...
+
+    async def stalled_runs(self, idle_ms: int) -> list[str]: ...
+
+    async def status(self, run_id: str) -> str | None: ...
+
+    async def result(self, run_id: str) -> bytes | None: ...
+
+
+@runtime_checkable
+class JobQueue(Protocol):
+    """Delivers jobs to workers, at least once. Enqueueing an id already queued is a no-op."""
+
+    async def enqueue(self, jobs: Sequence[QueuedJob]) -> None: ...
+
+
+__all__ = [
+    "FRESH",
+    "PARENT",
+    "SAME",
+    "TERMINAL",
+    "inst_key",
+    "ClaimOutcome",
+    "CommitOutcome",
+    "CommitRequest",
+    "CoordinationStore",
+    "FailRequest",
+    "JobPayload",
+    "JobQueue",
+    "JobRef",
+    "QueuedJob",
+    "ReconcileOutcome",
+    "Resolution",
+    "RunState",
+    "StartOutcome",
+]

@@ -1,0 +1,153 @@
+"""BaseDistributedAdapter on the in-memory store and queue (CONTRACT §9, last paragraph).
+
+Fast unit tests of the technology-agnostic job handling: the same scenarios as the arq suite,
+run through `MemoryStore` + `MemoryQueue` and compared with `FlowRuntime`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from dist_helpers import Cluster, comparable
+from dist_scenarios import DAG_FLOWS, SCENARIOS, diamond
+
+from flowcraft import Flow, FlowRuntime, WorkflowResult
+from flowcraft.distributed import (
+    BaseDistributedAdapter,
+    JobPayload,
+    MemoryQueue,
+    MemoryStore,
+    graph_spec,
+)
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    flows = [factory() for factory, _ in SCENARIOS.values()] + list(DAG_FLOWS.values())
+    async with Cluster(flows) as c:
+        yield c
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_memory_store_matches_in_memory_runtime(cluster: Cluster, name: str) -> None:
+    factory, context = SCENARIOS[name]
+    flow = factory()
+    expected = await FlowRuntime().run(flow, context=dict(context))
+    got = await cluster.run(flow, dict(context))
+    assert comparable(got) == comparable(expected)
+
+
+@pytest.mark.parametrize("seed", sorted(DAG_FLOWS))
+async def test_random_dags_match(cluster: Cluster, seed: int) -> None:
+    flow = DAG_FLOWS[seed]
+    expected = await FlowRuntime().run(flow)
+    results = await asyncio.gather(*(cluster.run(flow) for _ in range(10)))
+    for got in results:
+        assert comparable(got) == comparable(expected)
+
+
+async def test_start_is_idempotent_on_run_id(cluster: Cluster) -> None:
+    flow = diamond()
+    first = await cluster.run(flow, {"x": 1}, run_id="same")
+    await cluster.adapter.start_run(flow, {"x": 999}, "same")
+    second = WorkflowResult.from_json(await cluster.store.wait_result("same", 5))
+    assert second.context == first.context
+    assert cluster.store.runs["same"].completions == {k: 1 for k in
+                                                      cluster.store.runs["same"].completions}
+
+
+async def test_duplicate_delivery_records_completion_once() -> None:
+    flow = diamond()
+    async with Cluster([flow], workers=4) as c:
+        original = c.queue.enqueue
+
+        async def twice(jobs: Any) -> None:
+            await original(jobs)
+            for job in jobs:
+                c.queue.duplicate(job.payload)
+
+        c.queue.enqueue = twice  # type: ignore[method-assign]
+        result = await c.run(flow, {"x": 2})
+    assert result.status == "completed"
+    run = c.store.runs[result.run_id]
+    assert sorted(run.completions.values()) == [1] * 5
+    assert result.context["merge_input"] == {"B": "L", "C": "R"}
+
+
+async def test_stale_commit_is_rejected() -> None:
+    flow = diamond()
+    store, queue = MemoryStore(), MemoryQueue()
+    adapter = BaseDistributedAdapter(store, queue, [flow])
+    run_id = await adapter.start_run(flow, {})
+    spec = graph_spec(adapter.graph("diamond"))
+    first = await store.claim(run_id, spec, 0, 0, "old", 1)
+    assert first.ok
+    await asyncio.sleep(0.01)  # the 1 ms lease expires; another worker claims
+    second = await store.claim(run_id, spec, 0, 0, "new", 10_000)
+    assert second.ok
+    assert (await store.claim(run_id, spec, 0, 0, "third", 10_000)).reason == "leased"
+    from flowcraft.distributed import CommitRequest
+
+    stale = await store.commit(run_id, spec, CommitRequest(node_index=0, iteration=0,
+                                                           token="old"))
+    assert not stale.ok and stale.reason == "stale"
+    fresh = await store.commit(run_id, spec, CommitRequest(node_index=0, iteration=0,
+                                                           token="new"))
+    assert fresh.ok
+    again = await store.commit(run_id, spec, CommitRequest(node_index=0, iteration=0,
+                                                           token="new"))
+    assert not again.ok and again.reason == "done"
+    queue.close()
+
+
+async def test_refused_jobs_do_not_run() -> None:
+    flow = diamond()
+    store, queue = MemoryStore(), MemoryQueue()
+    adapter = BaseDistributedAdapter(store, queue, [flow])
+    run_id = await adapter.start_run(flow, {})
+    outcome = await adapter.handle(JobPayload(run_id, "diamond", "D", 0))
+    assert outcome == "not_fired"
+    assert await adapter.handle(JobPayload("nope", "diamond", "A", 0)) == "unknown"
+    queue.close()
+
+
+async def test_reconcile_refires_lost_jobs_and_uses_blueprint_fallback() -> None:
+    flow = diamond()
+    store, queue = MemoryStore(), MemoryQueue()
+    adapter = BaseDistributedAdapter(store, queue, [flow], lease_ms=50)
+    run_id = await adapter.start_run(flow, {"x": 4})
+    # the start job is "lost": drop the queue, and the metadata loses its blueprint id
+    lost = MemoryQueue()
+    adapter.queue = lost
+    del store.runs[run_id].meta["blueprint_id"]
+    store.runs[run_id].updated -= 10
+    counts = await adapter.reconcile(stalled_after=1)
+    assert counts["reconciled"] == 1
+    task = asyncio.create_task(lost.serve(adapter.handle, 2))
+    try:
+        raw = await store.wait_result(run_id, 5)
+    finally:
+        task.cancel()
+        lost.close()
+        queue.close()
+    result = WorkflowResult.from_json(raw)
+    assert result.status == "completed"
+    assert all(n == 1 for n in store.runs[run_id].completions.values())
+
+
+async def test_cancel_stops_the_run(cluster: Cluster) -> None:
+    from dist_scenarios import timeout_flow
+
+    flow = Flow("cancel_me").node("A", __import__("dist_scenarios").sleepy).node(
+        "B", __import__("dist_scenarios").never).edge("A", "B")
+    cluster.adapter.register(flow)
+    del timeout_flow
+    run_id = await cluster.adapter.start_run(flow, {})
+    await asyncio.sleep(0.2)
+    assert await cluster.adapter.cancel(run_id)
+    result = WorkflowResult.from_json(await cluster.store.wait_result(run_id, 5))
+    assert result.status == "cancelled"
+    assert "B" not in result.context

@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import importlib
 import importlib.util
+import logging
 import sys
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -206,7 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
     mermaid = sub.add_parser("mermaid", help="print a Mermaid flowchart")
     mermaid.add_argument("target")
     mermaid.set_defaults(handler=_cmd_mermaid)
+    _add_plugin_subcommands(sub)
     return parser
+
+
+def _add_plugin_subcommands(sub: Any) -> None:
+    """Adapters add their subcommands (e.g. flowcraft-arq's `status`, `resume`, `watch`)
+    through the `flowcraft.cli` entry point group, so the core never imports them."""
+    for entry in entry_points(group="flowcraft.cli"):
+        try:
+            register = entry.load()
+        except Exception as exc:  # a broken plugin must not break the core commands
+            logging.getLogger("flowcraft.cli").warning(
+                "CLI plugin %s could not be loaded: %s", entry.name, exc)
+            continue
+        register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,6 @@ and start runs from any process:
 
 FLOWCRAFT_REDIS_URL, FLOWCRAFT_QUEUE and FLOWCRAFT_PREFIX select the server, the arq queue and
 the key prefix (the client must use the same queue and prefix).
-
 """
 
 from __future__ import annotations

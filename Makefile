@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint unit bench chaos clean
+.PHONY: demo test lint unit bench bench-dist chaos clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/inmem_chain.py
 	$(PY) benchmarks/inmem_fanout.py
 	$(PY) benchmarks/inmem_many_runs.py
+
+# Distributed benchmarks: each starts its own redis-server and arq worker processes.
+bench-dist: $(DEV_STAMP)
+	$(PY) benchmarks/dist_diamond.py
+	$(PY) benchmarks/arq_raw.py
 
 # The long campaign (not part of `make test`): 10,000 fuzz examples per property.
 chaos: $(DEV_STAMP)

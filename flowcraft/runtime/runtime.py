@@ -7,15 +7,15 @@ with one newly ready successor itself (no task hop on a chain) and spawns tasks 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 import anyio
 import msgspec
-from anyio.abc import TaskGroup
 
 from flowcraft.blueprint import WorkflowBlueprint, load_blueprint
 from flowcraft.builder import Flow
@@ -65,6 +65,23 @@ Instance = tuple[CompiledNode, int, Any]
 """A ready node instance: (node, iteration, input)."""
 
 
+class Lanes:
+    """A run's concurrent lanes: asyncio tasks (spawning one is several times cheaper than an
+    anyio task) inside one anyio cancel scope, which `cancel` and outer scopes act on."""
+
+    __slots__ = ("_group", "_scope")
+
+    def __init__(self, group: asyncio.TaskGroup, scope: anyio.CancelScope) -> None:
+        self._group = group
+        self._scope = scope
+
+    def spawn(self, lane: Coroutine[Any, Any, None]) -> None:
+        self._group.create_task(lane)
+
+    def cancel(self) -> None:
+        self._scope.cancel()
+
+
 class _Run:
     """The mutable state of one in-memory run."""
 
@@ -85,7 +102,7 @@ class _Run:
         self.pills: dict[str, str] = {}
         self.limiter = (anyio.CapacityLimiter(runtime.concurrency)
                         if runtime.concurrency else None)
-        self.task_group: TaskGroup | None = None
+        self.lanes: Lanes | None = None
         self.step_mode = False
         self.pending: list[Instance] = []
         self.replay: ReplayPlan | None = None
@@ -222,10 +239,10 @@ class FlowRuntime:
     def cancel(self, run_id: str) -> bool:
         """Cancel a live run: running nodes are cancelled, the result says `cancelled`."""
         run = self._runs.get(run_id)
-        if run is None or run.task_group is None:
+        if run is None or run.lanes is None:
             return False
         run.cancelled = True
-        run.task_group.cancel_scope.cancel()
+        run.lanes.cancel()
         return True
 
     # -- scheduling -------------------------------------------------------------------------
@@ -257,12 +274,7 @@ class FlowRuntime:
             raise FlowcraftError(f"run {run.run_id!r} is already running on this runtime")
         self._runs[run.run_id] = run
         try:
-            async with anyio.create_task_group() as tg:
-                run.task_group = tg
-                for instance in ready[1:]:
-                    tg.start_soon(self._lane, run, instance)
-                if ready:
-                    await self._lane(run, ready[0])
+            await self.run_lanes(run, ready)
         except anyio.get_cancelled_exc_class():
             # Cancelled from outside (a cancel scope, wait_for): report it, then propagate.
             if run.emit is not None:
@@ -272,9 +284,21 @@ class FlowRuntime:
                                                   status="cancelled", errors=list(run.errors)))
             raise
         finally:
-            run.task_group = None
             del self._runs[run.run_id]
         return await self._finish(run)
+
+    async def run_lanes(self, run: _Run, ready: list[Instance]) -> None:
+        """Run `ready` and everything they lead to (or, in step mode, just `ready`)."""
+        with anyio.CancelScope() as scope:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    run.lanes = Lanes(group, scope)
+                    for instance in ready[1:]:
+                        group.create_task(self._lane(run, instance))
+                    if ready:
+                        await self._lane(run, ready[0])
+            finally:
+                run.lanes = None
 
     async def _lane(self, run: _Run, instance: Instance) -> None:
         limiter = run.limiter
@@ -293,10 +317,10 @@ class FlowRuntime:
             if run.step_mode:
                 run.pending.extend(ready)
                 return
-            tg = run.task_group
-            assert tg is not None
+            lanes = run.lanes
+            assert lanes is not None
             for extra in ready[1:]:
-                tg.start_soon(self._lane, run, extra)
+                lanes.spawn(self._lane(run, extra))
             current = ready[0]
 
     def _node_context(self, run: _Run, node: CompiledNode, iteration: int,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import anyio
 import msgspec
 
 from flowcraft.blueprint import WorkflowBlueprint
@@ -63,11 +62,7 @@ class Stepper:
             run.pending = self._runtime._start_instances(run)
         wave: list[Instance] = run.pending
         run.pending = []
-        async with anyio.create_task_group() as tg:
-            run.task_group = tg
-            for instance in wave:
-                tg.start_soon(self._runtime._lane, run, instance)
-        run.task_group = None
+        await self._runtime.run_lanes(run, wave)
         ran = [instance[0].id for instance in wave]
         self._completed.extend(ran)
         if not run.pending or run.stopping:

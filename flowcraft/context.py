@@ -14,7 +14,7 @@ import msgspec
 
 from flowcraft.errors import ContextError
 
-_PLAIN = (str, int, float, bool, type(None))
+_PLAIN = (int, float, bool, type(None))
 _json_encode = msgspec.json.encode
 
 OUTPUTS_PREFIX = "_outputs."
@@ -27,7 +27,10 @@ def output_key(node_id: str) -> str:
 
 def ensure_encodable(key: str, value: Any) -> None:
     """Raise ContextError naming `key` (never the value: it may be a secret)."""
-    if type(value) in _PLAIN:
+    if type(key) is not str:
+        raise ContextError(f"context keys must be strings, got {type(key).__name__}")
+    kind = type(value)
+    if kind in _PLAIN or (kind is str and value.isascii()):
         return
     try:
         _json_encode(value)

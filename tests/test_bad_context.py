@@ -58,3 +58,25 @@ async def test_a_hostile_output_fails_the_node_naming_it() -> None:
     assert result.status == "failed"
     assert result.errors[0].type == "ContextError"
     assert "locky" in result.errors[0].message
+
+
+async def test_a_string_with_a_lone_surrogate_is_rejected_at_set_time() -> None:
+    async def writer(ctx: NodeContext) -> None:
+        await ctx.context.set("text", "broken \ud800 text")
+
+    result = await FlowRuntime().run(Flow("surrogate").node("writer", writer))
+    assert result.status == "failed"
+    assert result.errors[0].type == "ContextError"
+    assert "'text'" in result.errors[0].message
+
+
+async def test_non_string_context_keys_are_rejected() -> None:
+    async def writer(ctx: NodeContext) -> None:
+        await ctx.context.set(5, "five")  # type: ignore[arg-type]
+
+    result = await FlowRuntime().run(Flow("intkey").node("writer", writer))
+    assert result.status == "failed"
+    assert result.errors[0].type == "ContextError"
+    assert "strings" in result.errors[0].message
+    with pytest.raises(ContextError, match="strings"):
+        await FlowRuntime().run(Flow("intkey2").node("w", writer), context={7: 1})  # type: ignore[dict-item]

@@ -17,7 +17,7 @@ import secrets
 import signal
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -25,7 +25,7 @@ import msgspec
 
 from flowcraft.blueprint import WorkflowBlueprint
 from flowcraft.builder import Flow
-from flowcraft.builtins.kinds import BATCH, SLEEP, WAIT, Suspended, parse_duration
+from flowcraft.builtins.kinds import BATCH, SLEEP, SUBFLOW, WAIT, Suspended, parse_duration
 from flowcraft.context import OUTPUTS_PREFIX, NodeScopedContext, ensure_encodable, output_key
 from flowcraft.distributed.context import BufferedContext
 from flowcraft.distributed.protocols import (
@@ -55,6 +55,7 @@ from flowcraft.events import (
     BatchFinish,
     BatchStart,
     ContextChange,
+    EdgeEvaluate,
     Event,
     NodeErrorEvent,
     NodeFinish,
@@ -66,7 +67,7 @@ from flowcraft.events import (
 )
 from flowcraft.expressions import compile_expression
 from flowcraft.nodes import NodeContext, NodeResult
-from flowcraft.result import WorkflowError, utc_now
+from flowcraft.result import WorkflowError, WorkflowResult, utc_now
 from flowcraft.runtime.executor import Executor
 from flowcraft.runtime.graph import BACK, CONTINUE, EXIT, CompiledNode, Graph
 from flowcraft.runtime.routing import (
@@ -76,7 +77,7 @@ from flowcraft.runtime.routing import (
     loop_continues,
     resolve_inputs,
 )
-from flowcraft.runtime.runtime import FlowRuntime, LoopLimitError
+from flowcraft.runtime.runtime import FlowRuntime, LoopLimitError, SubflowError
 
 log = logging.getLogger("flowcraft.distributed")
 
@@ -89,7 +90,8 @@ committing that node and before handing its successors to the queue."""
 
 DEFAULT_STREAM_EVENTS: frozenset[str] = frozenset({
     "workflow:start", "workflow:finish", "workflow:pause", "workflow:resume", "node:start",
-    "node:finish", "node:error", "node:retry", "node:fallback", "batch:start", "batch:finish",
+    "node:finish", "node:error", "node:retry", "node:fallback", "node:skipped", "batch:start",
+    "batch:finish",
 })
 """Event types recorded in the run's event log (`client.events`)."""
 
@@ -144,6 +146,8 @@ class BaseDistributedAdapter:
         self.version_grace_s = version_grace_s
         self.stream_events = frozenset(stream_events)
         self._emit = as_emitter(event_bus)
+        self._skip_events = "node:skipped" in self.stream_events
+        self._edge_events = "edge:evaluate" in self.stream_events or self._emit is not None
         self._graphs: dict[str, Graph] = {}
         self._input_keys: dict[int, tuple[str, ...]] = {}
         self._loop_names: dict[int, tuple[str, ...]] = {}
@@ -174,8 +178,12 @@ class BaseDistributedAdapter:
 
     async def start_run(self, flow: Flow | WorkflowBlueprint | str,
                         context: Mapping[str, Any] | None = None,
-                        run_id: str | None = None) -> str:
-        """Create the run (idempotent on `run_id`) and put its start jobs in the queue."""
+                        run_id: str | None = None,
+                        parent: tuple[str, int, int] | None = None) -> str:
+        """Create the run (idempotent on `run_id`) and put its start jobs in the queue.
+
+        `parent` = (run id, node index, iteration) of the subflow node a child run belongs to.
+        """
         if isinstance(flow, str):
             graph = self.graph(flow)
         else:
@@ -190,12 +198,20 @@ class BaseDistributedAdapter:
             data[key] = _encode(value)
         meta = {"blueprint_id": graph.id, "version": spec.version or "", "status": "running",
                 "created": str(int(time.time() * 1000))}
+        if parent is not None:
+            meta.update(parent_run=parent[0], parent_node=str(parent[1]),
+                        parent_it=str(parent[2]))
         events = []
         if "workflow:start" in self.stream_events:
             events.append(encode_event(WorkflowStart(
                 run_id=run_id, blueprint_id=graph.id,
                 context={k: _decode(v) for k, v in data.items()})))
         outcome = await self.store.start_run(run_id, spec, data, meta, events)
+        if not outcome.created:
+            existing = await self.store.blueprint_of(run_id)
+            if existing != graph.id:
+                raise FlowcraftError(f"run {run_id!r} already exists for blueprint "
+                                     f"{existing!r}, not {graph.id!r}")
         await self.dispatch(run_id, spec, outcome.jobs)
         return run_id
 
@@ -236,29 +252,44 @@ class BaseDistributedAdapter:
         graph = self.graph(blueprint_id)
         spec = graph_spec(graph)
         node = graph.nodes[node_index]
+        if node.kind == SUBFLOW:
+            # resuming a subflow node resumes its child run (whose single awaiting node gets
+            # the output); the child's end completes the node
+            parked = await self.store.resume(run_id, spec, CommitRequest(
+                node_index=node_index, iteration=iteration, token="", node_id=node.id,
+                events=self._stream([WorkflowResume(run_id=run_id, blueprint_id=graph.id,
+                                                    node_id=node.id)]),
+                timestamp=_timestamp(), park=True))
+            if not parked.ok:
+                raise ResumeError(f"run {run_id!r}: cannot resume node {node.id!r} "
+                                  f"({parked.reason})")
+            await self.resume(self.child_run_id(run_id, node.id, iteration), None, output,
+                              action)
+            return
         ensure_encodable(output_key(node.id), output)
         output_json = _encode(output)
         buffered = BufferedContext(self.store, run_id)
         buffered.writes[output_key(node.id)] = output
         buffered.writes[node.id] = output
         result = NodeResult(output, action)
-        resolutions = await self._route(graph, node, buffered, result, output_json)
-        events: list[Event] = [
-            WorkflowResume(run_id=run_id, blueprint_id=graph.id, node_id=node.id),
-            NodeFinish(run_id=run_id, blueprint_id=graph.id, node_id=node.id,
-                       iteration=iteration, output=output, action=action)]
-        if self._emit is not None:
-            for event in events:
-                await self._emit(event)
+        events: list[Event] = []
+        record = self._recorder(events)
+        await record(WorkflowResume(run_id=run_id, blueprint_id=graph.id, node_id=node.id))
+        await record(NodeFinish(run_id=run_id, blueprint_id=graph.id, node_id=node.id,
+                                iteration=iteration, output=output, action=action))
+        resolutions = await self._route(graph, node, buffered, result, output_json, run_id,
+                                        record)
         request = CommitRequest(
             node_index=node_index, iteration=iteration, token="", node_id=node.id,
             writes=[(output_key(node.id), output_json), (node.id, output_json)],
-            resolutions=resolutions, events=self._stream(events), timestamp=_timestamp())
+            resolutions=resolutions, events=self._stream(events), timestamp=_timestamp(),
+            skip_events=self._skip_events)
         outcome = await self.store.resume(run_id, spec, request)
         if not outcome.ok:
             raise ResumeError(f"run {run_id!r}: cannot resume node {node.id!r} "
                               f"({outcome.reason})")
         await self.dispatch(run_id, spec, outcome.jobs)
+        await self._ended(run_id, outcome.finished, outcome.status)
 
     async def cancel(self, run_id: str) -> bool:
         """Cancel a run: nothing new starts, running nodes are cancelled at their next lease
@@ -280,12 +311,28 @@ class BaseDistributedAdapter:
                 if outcome.jobs:
                     graph = self.graph(outcome.blueprint_id)
                     await self.dispatch(run_id, graph_spec(graph), outcome.jobs)
-                if outcome.jobs or outcome.finished:
+                adopted = await self._reconcile_parked(run_id, outcome.blueprint_id)
+                if outcome.jobs or outcome.finished or adopted:
                     counts["reconciled"] += 1
             except Exception:
                 log.exception("reconciling run %s failed", run_id)
                 counts["failed"] += 1
         return counts
+
+    async def _reconcile_parked(self, run_id: str, blueprint_id: str) -> bool:
+        """Subflow nodes still parked although their child run ended (the worker that
+        recorded the child's end died before completing the node): complete them now."""
+        parked = await self.store.parked(run_id)
+        if not parked or not blueprint_id:
+            return False
+        graph = self.graph(blueprint_id)
+        done = False
+        for node_index, iteration in parked:
+            child_id = self.child_run_id(run_id, graph.nodes[node_index].id, iteration)
+            if await self.store.result(child_id) is not None:
+                await self._notify_parent(child_id)
+                done = True
+        return done
 
     # -- one job ----------------------------------------------------------------------------
 
@@ -297,6 +344,9 @@ class BaseDistributedAdapter:
         if node is None:
             raise BlueprintError(f"run {payload.run_id!r}: node {payload.node_id!r} is not in "
                                  f"blueprint {graph.id!r}")
+        if payload.item >= 0 and node.batch_worker is None:
+            raise BlueprintError(f"run {payload.run_id!r}: node {node.id!r} is not a batch, "
+                                 f"job {payload.job_id!r} names an item of it")
         if (payload.version or None) != spec.version:
             return await self._version_mismatch(payload, spec, node)
         run_id = payload.run_id
@@ -320,6 +370,8 @@ class BaseDistributedAdapter:
                                                        claim.input)
                     elif node.kind == BATCH:
                         outcome = await self._scatter(payload, graph, spec, node, token)
+                    elif node.kind == SUBFLOW:
+                        outcome = await self._subflow(payload, node, token)
                     else:
                         outcome = await self._run_node(payload, graph, spec, node, token,
                                                        claim.input)
@@ -350,12 +402,14 @@ class BaseDistributedAdapter:
 
     async def _version_mismatch(self, payload: JobPayload, spec: GraphSpec,
                                 node: CompiledNode) -> str:
+        if len(self._version_seen) > 10_000:
+            self._version_seen.clear()
         first = self._version_seen.setdefault(payload.job_id, time.monotonic())
         if time.monotonic() - first < self.version_grace_s:
             raise VersionMismatch(payload, spec.version, min(5.0, self.version_grace_s / 4))
         token = secrets.token_hex(8)
         claim = await self.store.claim(payload.run_id, spec, node.index, payload.iteration,
-                                       token, self.lease_ms)
+                                       token, self.lease_ms, payload.item)
         if not claim.ok:
             return claim.reason
         self._version_seen.pop(payload.job_id, None)
@@ -441,7 +495,7 @@ class BaseDistributedAdapter:
         try:
             ensure_encodable(output_key(node.id), result.output)
             output_json = _encode(result.output)
-        except ContextError as exc:
+        except (ContextError, TypeError, ValueError, msgspec.EncodeError) as exc:
             await self._record_failure(payload, spec, node, token, ContextError(
                 f"run {run_id!r}, node {node.id!r}: output {exc}"), 1,
                 buffered.encoded_writes(), events)
@@ -453,7 +507,8 @@ class BaseDistributedAdapter:
         writes += [(output_key(node.id), output_json), (node.id, output_json)]
         buffered.writes[output_key(node.id)] = result.output
         buffered.writes[node.id] = result.output
-        resolutions = await self._route(graph, node, buffered, result, output_json)
+        resolutions = await self._route(graph, node, buffered, result, output_json, run_id,
+                                        record)
         request = CommitRequest(
             node_index=node.index, iteration=payload.iteration, token=token, node_id=node.id,
             writes=writes, resolutions=resolutions, events=self._stream(events),
@@ -463,16 +518,85 @@ class BaseDistributedAdapter:
     async def _commit(self, payload: JobPayload, spec: GraphSpec, node: CompiledNode,
                       request: CommitRequest) -> str:
         run_id = payload.run_id
+        if self._skip_events and request.resolutions:
+            request = msgspec.structs.replace(request, skip_events=True)
         outcome = await self.store.commit(run_id, spec, request)
         if not outcome.ok:
             log.warning("run %s: commit of node %s#%d rejected (%s)", run_id, node.id,
                         payload.iteration, outcome.reason)
+            if outcome.jobs:
+                await self.dispatch(run_id, spec, outcome.jobs)
             return f"rejected:{outcome.reason}"
         if os.environ.get(CRASH_AFTER_COMMIT_ENV) == node.id:  # pragma: no cover - test hook
             log.warning("test hook: crashing after the commit of %s", node.id)
             os.kill(os.getpid(), signal.SIGKILL)
         await self.dispatch(run_id, spec, outcome.jobs)
+        await self._ended(run_id, outcome.finished, outcome.status)
         return "committed"
+
+    async def _ended(self, run_id: str, finished: bool, status: str) -> None:
+        """After a run ended or paused: if it is a subflow's child run, tell its parent."""
+        if (finished or status == "awaiting") and "/" in run_id:
+            await self._notify_parent(run_id)
+
+    @staticmethod
+    def child_run_id(run_id: str, node_id: str, iteration: int) -> str:
+        """The run id of a subflow node's child run (as in memory)."""
+        return f"{run_id}/{node_id}#{iteration}"
+
+    async def _subflow(self, payload: JobPayload, node: CompiledNode, token: str) -> str:
+        """A subflow node starts its child run (idempotent on the child's id) and parks; the
+        child's end (or pause) takes the parked instance back and completes it."""
+        run_id = payload.run_id
+        params = node.params
+        child_graph = self.graph(params["blueprintId"])
+        buffered = BufferedContext(self.store, run_id)
+        child_context = {child_key: await buffered.get(parent_key)
+                         for child_key, parent_key in params.get("inputs", {}).items()}
+        child_id = self.child_run_id(run_id, node.id, payload.iteration)
+        await self.start_run(child_graph.id, child_context, child_id,
+                             (run_id, node.index, payload.iteration))
+        parked = await self.store.park(run_id, node.index, payload.iteration, token)
+        if not parked.ok:
+            return f"rejected:{parked.reason}"
+        if await self.store.result(child_id) is not None:  # the child ended before we parked
+            await self._notify_parent(child_id)
+        return "parked"
+
+    async def _notify_parent(self, child_id: str) -> None:
+        """A child run ended or paused: complete (or fail, or pause) its subflow node."""
+        link = await self.store.parent_of(child_id)
+        raw = await self.store.result(child_id)
+        if link is None or raw is None:
+            return
+        parent_run, node_index, iteration = link
+        blueprint_id = await self.store.blueprint_of(parent_run)
+        if blueprint_id is None:
+            return
+        graph = self.graph(blueprint_id)
+        spec = graph_spec(graph)
+        node = graph.nodes[node_index]
+        token = secrets.token_hex(8)
+        if not await self.store.adopt(parent_run, node_index, iteration, token, self.lease_ms):
+            return
+        child = WorkflowResult.from_json(raw)
+        payload = JobPayload(parent_run, graph.id, node.id, iteration, 1, 0, spec.version)
+        if child.status == "awaiting":
+            await self._commit(payload, spec, node, CommitRequest(
+                node_index=node_index, iteration=iteration, token=token, node_id=node.id,
+                timestamp=_timestamp(), await_details=b"{}"))
+            return
+        if child.status != "completed":
+            detail = "; ".join(f"{e.node_id}: {e.type}: {e.message}" for e in child.errors)
+            await self._record_failure(payload, spec, node, token, SubflowError(
+                f"subflow {node.id!r} (blueprint {node.params['blueprintId']!r}) ended "
+                f"{child.status}: {detail or 'no error recorded'}"), 1, [], [])
+            return
+        buffered = BufferedContext(self.store, parent_run)
+        for parent_key, child_key in node.params.get("outputs", {}).items():
+            await buffered.set(parent_key, child.context.get(child_key))
+        output = {k: v for k, v in child.context.items() if not k.startswith("_")}
+        await self._complete_with(payload, graph, spec, node, token, output, buffered, [])
 
     async def _scatter(self, payload: JobPayload, graph: Graph, spec: GraphSpec,
                        node: CompiledNode, token: str) -> str:
@@ -529,7 +653,6 @@ class BaseDistributedAdapter:
         try:
             result = await Executor(self.runtime.middleware, record).execute(worker, ctx,
                                                                             fallback)
-            ensure_encodable(output_key(node.id), result.output)
         except NodeExecutionError as failure:
             await self._record_failure(payload, spec, node, token, failure.cause or failure,
                                        failure.attempt, buffered.encoded_writes(), events)
@@ -538,10 +661,18 @@ class BaseDistributedAdapter:
             await self._record_failure(payload, spec, node, token, exc, ctx.attempt,
                                        buffered.encoded_writes(), events)
             return "failed"
+        try:
+            ensure_encodable(output_key(node.id), result.output)
+            item_output = _encode(result.output)
+        except (ContextError, TypeError, ValueError, msgspec.EncodeError) as exc:
+            await self._record_failure(payload, spec, node, token, ContextError(
+                f"run {run_id!r}, node {item_id!r}: output {exc}"), ctx.attempt,
+                buffered.encoded_writes(), events)
+            return "failed"
         request = CommitRequest(
             node_index=node.index, iteration=payload.iteration, token=token, node_id=node.id,
             writes=buffered.encoded_writes(), events=self._stream(events),
-            timestamp=_timestamp(), item=index, item_output=_encode(result.output),
+            timestamp=_timestamp(), item=index, item_output=item_output,
             lease_ms=self.lease_ms)
         outcome = await self.store.commit(run_id, spec, request)
         if not outcome.ok:
@@ -561,27 +692,36 @@ class BaseDistributedAdapter:
         target = node.params.get("outputKey") or node.id
         if target != node.id:
             await buffered.set(target, outputs)
-        finished = [
-            BatchFinish(run_id=run_id, blueprint_id=graph.id, node_id=node.id,
-                        iteration=payload.iteration, size=len(outputs)),
-            NodeFinish(run_id=run_id, blueprint_id=graph.id, node_id=node.id,
-                       iteration=payload.iteration, output=outputs, action=None)]
+        finished: Event = BatchFinish(run_id=run_id, blueprint_id=graph.id, node_id=node.id,
+                                      iteration=payload.iteration, size=len(outputs))
         if self._emit is not None:
-            for event in finished:
-                await self._emit(event)
-        events += finished
+            await self._emit(finished)
+        events.append(finished)
+        batch_payload = msgspec.structs.replace(payload, item=-1)
+        return await self._complete_with(batch_payload, graph, spec, node, token, outputs,
+                                         buffered, events)
+
+    async def _complete_with(self, payload: JobPayload, graph: Graph, spec: GraphSpec,
+                             node: CompiledNode, token: str, output: Any,
+                             buffered: BufferedContext, events: list[Event]) -> str:
+        """Complete a built-in node (batch, subflow) whose output is known: record it,
+        route along its edges, commit."""
+        output_json = _encode(output)
+        events = list(events)
+        record = self._recorder(events)
+        await record(NodeFinish(run_id=payload.run_id, blueprint_id=graph.id, node_id=node.id,
+                                iteration=payload.iteration, output=output, action=None))
         writes = buffered.encoded_writes()
-        writes += [(output_key(node.id), outputs_json), (node.id, outputs_json)]
-        buffered.writes[output_key(node.id)] = outputs
-        buffered.writes[node.id] = outputs
-        resolutions = await self._route(graph, node, buffered, NodeResult(outputs),
-                                        outputs_json)
+        writes += [(output_key(node.id), output_json), (node.id, output_json)]
+        buffered.writes[output_key(node.id)] = output
+        buffered.writes[node.id] = output
+        resolutions = await self._route(graph, node, buffered, NodeResult(output), output_json,
+                                        payload.run_id, record)
         request = CommitRequest(
             node_index=node.index, iteration=payload.iteration, token=token, node_id=node.id,
             writes=writes, resolutions=resolutions, events=self._stream(events),
             timestamp=_timestamp())
-        batch_payload = msgspec.structs.replace(payload, item=-1)
-        return await self._commit(batch_payload, spec, node, request)
+        return await self._commit(payload, spec, node, request)
 
     async def _suspend(self, payload: JobPayload, spec: GraphSpec, node: CompiledNode,
                        token: str, buffered: BufferedContext, events: list[Event],
@@ -612,8 +752,20 @@ class BaseDistributedAdapter:
                 f"{done} iterations ran and the condition still held")
         return NodeResult(ctx.input, "continue")
 
+    def _recorder(self, events: list[Event]) -> Callable[[Event], Awaitable[None]]:
+        """Collects events for the run's log and forwards them to the local bus."""
+        emit = self._emit
+
+        async def record(event: Event) -> None:
+            events.append(event)
+            if emit is not None:
+                await emit(event)
+
+        return record
+
     async def _route(self, graph: Graph, node: CompiledNode, buffered: BufferedContext,
-                     result: NodeResult, output_json: bytes) -> list[Resolution]:
+                     result: NodeResult, output_json: bytes, run_id: str,
+                     record: Callable[[Event], Awaitable[None]]) -> list[Resolution]:
         edges = node.out_edges
         if not edges:
             return []
@@ -647,6 +799,11 @@ class BaseDistributedAdapter:
                         scope = transform_scope
                     value = _encode(edge_value(edge, result.output, scope, self.evaluator))
             resolutions.append(Resolution(edge.index, taken, value, mode))
+            if self._edge_events:
+                await record(EdgeEvaluate(run_id=run_id, blueprint_id=graph.id, source=node.id,
+                                          target=edge.target.id, taken=taken,
+                                          action=edge.action,
+                                          condition=edge.condition_source))
         return resolutions
 
     async def _record_failure(self, payload: JobPayload, spec: GraphSpec, node: CompiledNode,
@@ -671,6 +828,7 @@ class BaseDistributedAdapter:
         if not outcome.ok:
             log.warning("run %s: failure of node %s rejected (%s)", payload.run_id, node.id,
                         outcome.reason)
+        await self._ended(payload.run_id, outcome.finished, outcome.status)
 
     def _stream(self, events: list[Event]) -> list[bytes]:
         wanted = self.stream_events

@@ -55,7 +55,8 @@ def build_result(run_id: str, status: str, blueprint_id: str, context: Mapping[s
 
 class _Inst:
     """One instance record: state F (fired), B (a batch whose items run), G (a batch whose
-    items all finished: `input` holds their outputs), D (done), X (failed), C (dropped)."""
+    items all finished: `input` holds their outputs), S (a subflow node waiting for its child
+    run), D (done), X (failed), C (dropped)."""
 
     __slots__ = ("epoch", "input", "state")
 
@@ -182,6 +183,8 @@ class MemoryStore:
             return ClaimOutcome(False, "not_fired", status=status)
         if rec.state == "B":
             return ClaimOutcome(False, "scattered", status=status)
+        if rec.state == "S":
+            return ClaimOutcome(False, "parked", status=status)
         if rec.state not in ("F", "G"):
             return ClaimOutcome(False, "done", status=status, jobs=list(run.outbox.values()))
         now = _now_ms()
@@ -210,7 +213,8 @@ class MemoryStore:
         key = inst_key(request.node_index, request.iteration, request.item)
         reason = self._check_lease(run, key, request.token)
         if reason:
-            return CommitOutcome(False, reason, status=run.meta["status"])
+            jobs = list(run.outbox.values()) if reason == "done" else []
+            return CommitOutcome(False, reason, jobs, status=run.meta["status"])
         del run.leases[key]
         self._apply_writes(run, request.writes)
         run.events.extend(request.events)
@@ -223,7 +227,8 @@ class MemoryStore:
             run.awaiting[key] = request.node_id
         elif run.meta["status"] == "running":
             self._route(run, spec, request.node_index, request.iteration,
-                        request.resolutions, fired, request.defer_ms)
+                        request.resolutions, fired, request.defer_ms,
+                        request.timestamp if request.skip_events else None)
         run.live += len(fired) - 1
         run.updated = time.monotonic()
         finished = self._maybe_finish(run, spec, request.timestamp)
@@ -304,11 +309,15 @@ class MemoryStore:
         if status == "awaiting":
             run.meta["status"] = "running"
             run.result = None
+        if request.park:
+            run.inst[key].state = "S"
+            run.live += 1
+            return CommitOutcome(True, status=run.meta["status"])
         self._apply_writes(run, request.writes)
         run.events.extend(request.events)
         fired: list[JobRef] = []
         self._route(run, spec, request.node_index, request.iteration, request.resolutions,
-                    fired, 0)
+                    fired, 0, request.timestamp if request.skip_events else None)
         run.live += len(fired)
         run.updated = time.monotonic()
         finished = self._maybe_finish(run, spec, request.timestamp)
@@ -339,6 +348,50 @@ class MemoryStore:
             fired.append(ref)
         run.live += len(fired)
         return CommitOutcome(True, jobs=fired, status=run.meta["status"])
+
+    async def park(self, run_id: str, node_index: int, iteration: int,
+                   token: str) -> CommitOutcome:
+        """A subflow node hands over to its child run: the instance stays live, unleased,
+        until `adopt` takes it back to complete it."""
+        run = self.runs.get(run_id)
+        if run is None:
+            return CommitOutcome(False, "unknown")
+        key = inst_key(node_index, iteration)
+        reason = self._check_lease(run, key, token)
+        if reason:
+            return CommitOutcome(False, reason, status=run.meta["status"])
+        del run.leases[key]
+        run.inst[key].state = "S"
+        return CommitOutcome(True, status=run.meta["status"])
+
+    async def adopt(self, run_id: str, node_index: int, iteration: int, token: str,
+                    lease_ms: int) -> bool:
+        """Take a parked subflow instance back (leased) to complete it; False unless parked
+        and the run is running."""
+        run = self.runs.get(run_id)
+        if run is None or run.meta["status"] != "running":
+            return False
+        rec = run.inst.get(inst_key(node_index, iteration))
+        if rec is None or rec.state != "S":
+            return False
+        rec.state = "F"
+        run.leases[inst_key(node_index, iteration)] = (token, _now_ms() + lease_ms)
+        return True
+
+    async def parent_of(self, run_id: str) -> tuple[str, int, int] | None:
+        run = self.runs.get(run_id)
+        if run is None or "parent_run" not in run.meta:
+            return None
+        return (run.meta["parent_run"], int(run.meta["parent_node"]),
+                int(run.meta["parent_it"]))
+
+    async def parked(self, run_id: str) -> list[tuple[int, int]]:
+        """(node index, iteration) of the subflow instances waiting for their child run."""
+        run = self.runs.get(run_id)
+        if run is None:
+            return []
+        return [(int(k.split("#")[0]), int(k.split("#")[1])) for k, rec in run.inst.items()
+                if rec.state == "S"]
 
     def _gather(self, run: _RunState, request: CommitRequest) -> CommitOutcome:
         key = inst_key(request.node_index, request.iteration)
@@ -444,10 +497,10 @@ class MemoryStore:
     def _drop_unleased(run: _RunState) -> None:
         now = _now_ms()
         for key, rec in run.inst.items():
-            if rec.state not in ("F", "G", "B"):
+            if rec.state not in ("F", "G", "B", "S"):
                 continue
             lease = run.leases.get(key)
-            if rec.state != "B" and lease is not None and lease[1] > now:
+            if rec.state in ("F", "G") and lease is not None and lease[1] > now:
                 continue
             rec.state = "C"
             run.leases.pop(key, None)
@@ -495,7 +548,8 @@ class MemoryStore:
         fired.append(ref)
 
     def _route(self, run: _RunState, spec: GraphSpec, node_index: int, iteration: int,
-               resolutions: Sequence[Resolution], fired: list[JobRef], defer_ms: int) -> None:
+               resolutions: Sequence[Resolution], fired: list[JobRef], defer_ms: int,
+               skip_ts: str | None = None) -> None:
         skips: list[tuple[int, int]] = []
         fresh: int | None = None
         for res in resolutions:
@@ -515,6 +569,11 @@ class MemoryStore:
                           skips, defer_ms)
         while skips:
             node, it = skips.pop()
+            if skip_ts is not None:
+                run.events.append(_json({
+                    "type": "node:skipped", "run_id": run.run_id,
+                    "blueprint_id": spec.blueprint_id, "timestamp": skip_ts,
+                    "node_id": spec.nodes[node].id, "iteration": it}))
             nspec = spec.nodes[node]
             for edge_index in nspec.out:
                 edge = spec.edges[edge_index]

@@ -100,7 +100,8 @@ class CommitRequest(msgspec.Struct, frozen=True, kw_only=True):
     events to append to the run's event log; `await_details` turns the completion into a pause
     (the instance waits for `resume`) and `defer_ms` delays the successors (durable sleep).
     For item `item` of a batch, `item_output` is the item's output and `lease_ms` the lease
-    the committer takes on the batch instance when this was the last item.
+    the committer takes on the batch instance when this was the last item. `park` (resume of
+    a subflow node only) puts the instance back to waiting for its child run.
     """
 
     node_index: int
@@ -116,6 +117,8 @@ class CommitRequest(msgspec.Struct, frozen=True, kw_only=True):
     item: int = -1
     item_output: bytes = b"null"
     lease_ms: int = 0
+    park: bool = False
+    skip_events: bool = False
 
 
 class FailRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -218,6 +221,16 @@ class CoordinationStore(Protocol):
     async def scatter(self, run_id: str, spec: GraphSpec, node_index: int, iteration: int,
                       token: str, items: Sequence[bytes],
                       events: Sequence[bytes] = ()) -> CommitOutcome: ...
+
+    async def park(self, run_id: str, node_index: int, iteration: int,
+                   token: str) -> CommitOutcome: ...
+
+    async def adopt(self, run_id: str, node_index: int, iteration: int, token: str,
+                    lease_ms: int) -> bool: ...
+
+    async def parent_of(self, run_id: str) -> tuple[str, int, int] | None: ...
+
+    async def parked(self, run_id: str) -> list[tuple[int, int]]: ...
 
     async def ack(self, run_id: str, jobs: Sequence[JobRef]) -> None: ...
 

@@ -297,6 +297,49 @@ def wait_actions() -> Flow:
             .edge("review", "no", action="reject"))
 
 
+async def double(ctx: NodeContext) -> int:
+    value = int(await ctx.context.get("x")) * 2
+    await ctx.context.set("doubled", value)
+    return value
+
+
+async def note(ctx: NodeContext) -> str:
+    return f"doubled to {ctx.input}"
+
+
+def child_flow() -> Flow:
+    return Flow("child").node("double", double).node("note", note).edge("double", "note")
+
+
+def failing_child() -> Flow:
+    return Flow("failing_child").node("double", double).node("bad", boom).edge("double", "bad")
+
+
+def waiting_child() -> Flow:
+    return (Flow("waiting_child").node("double", double).wait("ask").node("note", note)
+            .edge("double", "ask").edge("ask", "note"))
+
+
+async def prep(ctx: NodeContext) -> int:
+    await ctx.context.set("value", 21)
+    return 21
+
+
+async def after(ctx: NodeContext) -> Any:
+    return {"got": ctx.input, "result": await ctx.context.get("result")}
+
+
+def parent_flow(child: str = "child", name: str = "parent") -> Flow:
+    return (Flow(name).node("prep", prep)
+            .subflow("sub", blueprint_id=child, inputs={"x": "value"},
+                     outputs={"result": "doubled"})
+            .node("after", after).edge("prep", "sub").edge("sub", "after"))
+
+
+SUBFLOW_CHILDREN = [child_flow(), failing_child(), waiting_child()]
+SUBFLOW_PARENTS = [parent_flow(), parent_flow("failing_child", "parent_fails"),
+                   parent_flow("waiting_child", "parent_waits")]
+
 HITL_FLOWS = [wait_flow(), two_waits(), wait_actions()]
 
 async def make_lines(ctx: NodeContext) -> int:
@@ -357,7 +400,9 @@ async def dag_node(ctx: NodeContext) -> int:
     """Output depends only on the node's input and params: identical in every mode."""
     value = ctx.input
     total = int(ctx.params.get("w", 1))
-    if isinstance(value, dict):
+    if ctx.params.get("any"):
+        pass  # an `any` join runs with whichever input came first: do not depend on it
+    elif isinstance(value, dict):
         total += sum(int(v) for v in value.values())
     elif isinstance(value, int):
         total += value
@@ -370,8 +415,9 @@ def random_dag(seed: int, size: int = 20) -> Flow:
     rng = random.Random(seed)
     flow = Flow(f"dag{seed}")
     for i in range(size):
-        flow.node(f"n{i}", dag_node, params={"w": rng.randint(1, 50)},
-                  join="any" if rng.random() < 0.2 else "all")
+        join_any = rng.random() < 0.2
+        flow.node(f"n{i}", dag_node, params={"w": rng.randint(1, 50), "any": join_any},
+                  join="any" if join_any else "all")
     for i in range(1, size):
         parents = rng.sample(range(i), k=min(i, rng.choice((1, 1, 2, 3))))
         for p in sorted(parents):

@@ -25,18 +25,20 @@ from dist_scenarios import (
     commit_crash_flow,
     crash_flow,
     diamond,
+    late_boom,
     never,
     poison,
     random_dag,
     sleepy,
     slow3,
     start,
+    wait_flow,
 )
 from flowcraft_arq import ArqAdapter, RunKeys, active_key
 from flowcraft_arq.adapter import ADAPTER_CTX_KEY
 from redis.asyncio import Redis
 
-from flowcraft import Flow, FlowRuntime, WorkflowResult
+from flowcraft import Flow, FlowcraftError, FlowRuntime, WorkflowResult
 from flowcraft.distributed import (
     CRASH_AFTER_COMMIT_ENV,
     CommitRequest,
@@ -355,13 +357,22 @@ async def test_200_concurrent_runs_of_a_20_node_random_dag_with_4_worker_process
 
 async def test_finished_runs_keys_carry_ttl_and_every_key_has_the_runs_hash_tag(
         arq_worker: Any, flowcraft_client: Any, redis: Redis, fc_prefix: str) -> None:
-    flows = [diamond(), poison()]
+    wait_fail = (Flow("wait_fail").node("A", start).wait("W").node("B", late_boom)
+                 .edge("A", "W").edge("A", "B"))
+    flows = [diamond(), poison(), wait_fail, wait_flow()]
     async with arq_worker(flows, result_ttl=600), \
             flowcraft_client(flows, result_ttl=600) as client:
         done = await client.start("diamond")
         failed = await client.start("poison")
-        for run_id in (done, failed):
+        failed_waiting = await client.start("wait_fail")
+        cancelled = await client.start("wait_flow")
+        for run_id in (done, failed, failed_waiting):
             await client.wait(run_id, timeout=30)
+        assert (await client.wait(cancelled, timeout=30)).status == "awaiting"
+        assert await client.cancel(cancelled)
+        assert (await client.wait(cancelled, timeout=30)).status == "cancelled"
+        assert (await client.result(failed_waiting)).status == "failed"  # type: ignore[union-attr]
+    runs = (done, failed, failed_waiting, cancelled)
     keys = [k.decode() async for k in redis.scan_iter(match=f"{fc_prefix}:*")]
     assert keys
     globals_ = {active_key(fc_prefix)}
@@ -369,10 +380,10 @@ async def test_finished_runs_keys_carry_ttl_and_every_key_has_the_runs_hash_tag(
         if key in globals_:
             continue
         tag = key[key.index("{") + 1:key.index("}")]
-        assert tag in (done, failed), key
+        assert tag in runs, key
         ttl = await redis.pttl(key)
         assert 0 < ttl <= 600_000, (key, ttl)
-    for run_id in (done, failed):
+    for run_id in runs:
         names = set(RunKeys(fc_prefix, run_id).all())
         assert {RunKeys(fc_prefix, run_id).meta, RunKeys(fc_prefix, run_id).result} <= names
     assert await redis.zcard(active_key(fc_prefix)) == 0
@@ -381,9 +392,11 @@ async def test_finished_runs_keys_carry_ttl_and_every_key_has_the_runs_hash_tag(
 async def test_start_is_idempotent_and_wait_times_out(flowcraft_client: Any,
                                                       arq_worker: Any) -> None:
     flow = diamond()
-    async with flowcraft_client([flow]) as client:
+    async with flowcraft_client([flow, poison()]) as client:
         run_id = await client.start("diamond", context={"x": 1}, run_id="fixed-id")
         assert await client.start("diamond", context={"x": 2}, run_id="fixed-id") == run_id
+        with pytest.raises(FlowcraftError, match="already exists"):
+            await client.start("poison", run_id="fixed-id")
         assert await client.status(run_id) == "running"
         with pytest.raises(TimeoutError):
             await client.wait(run_id, timeout=0.3)

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from dist_helpers import comparable
 
 from flowcraft import FlowRuntime
@@ -20,8 +19,6 @@ from flowcraft import FlowRuntime
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.skipif(not (ROOT / "examples" / "workers.py").exists(),
-                    reason="examples/workers.py not present")
 async def test_arq_cli_runs_examples_workers(redis_url: str, fc_queue: str, fc_prefix: str,
                                              flowcraft_client: Any, tmp_path: Path) -> None:
     from examples.order_processing import flow

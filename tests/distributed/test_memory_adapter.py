@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 from dist_helpers import Cluster, comparable
-from dist_scenarios import DAG_FLOWS, SCENARIOS, diamond
+from dist_scenarios import DAG_FLOWS, SCENARIOS, diamond, random_dag
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from flowcraft import Flow, FlowRuntime, WorkflowResult
 from flowcraft.distributed import (
@@ -151,3 +153,23 @@ async def test_cancel_stops_the_run(cluster: Cluster) -> None:
     result = WorkflowResult.from_json(await cluster.store.wait_result(run_id, 5))
     assert result.status == "cancelled"
     assert "B" not in result.context
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(min_value=0, max_value=100_000), size=st.integers(min_value=2,
+                                                                          max_value=24))
+def test_property_random_dags_distributed_equals_in_memory(seed: int, size: int) -> None:
+    """DESIGN §4: for random DAGs (conditions, `any` joins, fan-in) the store's join and skip
+    bookkeeping gives the in-memory runtime's results, each completion recorded once."""
+    flow = random_dag(seed, size)
+
+    async def check() -> None:
+        expected = await FlowRuntime().run(flow)
+        async with Cluster([flow], workers=3) as cluster:
+            results = await asyncio.gather(*(cluster.run(flow) for _ in range(3)))
+        for got in results:
+            assert comparable(got) == comparable(expected)
+            run = cluster.store.runs[got.run_id]
+            assert set(run.completions.values()) <= {1}
+
+    asyncio.run(check())

@@ -7,6 +7,7 @@ msgspec msgpack payload (never pickle).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -15,6 +16,10 @@ from typing import Any, cast
 import msgspec
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Function, Retry, func
+from redis.asyncio.retry import Retry as RedisRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowcraft.distributed.adapter import (
     DEFAULT_STREAM_EVENTS,
@@ -28,6 +33,17 @@ from flowcraft_arq.keys import DEFAULT_PREFIX
 from flowcraft_arq.store import RedisRunStore
 
 log = logging.getLogger("flowcraft.arq")
+
+
+def retrying(settings: RedisSettings) -> RedisSettings:
+    """`settings` with retrying connections (about 30 s of exponential backoff on connection
+    and timeout errors) unless they already configure `retry`: a dropped connection or a
+    Redis restart must not kill a worker (arq issues #435, #498)."""
+    if settings.retry is not None:
+        return settings
+    return dataclasses.replace(
+        settings, retry=RedisRetry(ExponentialBackoff(cap=2.0, base=0.05), 20),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError], retry_on_timeout=True)
 
 NODE_FUNCTION = "flowcraft.node"
 DEFAULT_QUEUE = "flowcraft"
@@ -156,7 +172,7 @@ def worker_settings(
     attrs: dict[str, Any] = {
         "functions": [node_function(job_timeout, max_tries)],
         "queue_name": queue_name,
-        "redis_settings": redis_settings or RedisSettings(),
+        "redis_settings": retrying(redis_settings or RedisSettings()),
         "max_jobs": max_jobs,
         "poll_delay": poll_delay,
         "job_timeout": job_timeout,
@@ -181,6 +197,7 @@ __all__ = [
     "ArqQueue",
     "deserialize",
     "node_function",
+    "retrying",
     "run_node_job",
     "serialize",
     "worker_settings",

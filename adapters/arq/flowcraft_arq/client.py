@@ -10,6 +10,10 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
+from redis.asyncio.retry import Retry as RedisRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowcraft.blueprint import WorkflowBlueprint
 from flowcraft.builder import Flow
@@ -50,8 +54,11 @@ class FlowcraftClient:
     @classmethod
     def from_url(cls, url: str, *, flows: Flows = (), queue_name: str = DEFAULT_QUEUE,
                  prefix: str = DEFAULT_PREFIX, **kwargs: Any) -> FlowcraftClient:
-        """A client with its own connection pool (closed by `close()`)."""
-        pool = ConnectionPool.from_url(url)
+        """A client with its own connection pool (closed by `close()`), whose connections
+        retry with backoff for about 30 s when Redis is unreachable."""
+        pool = ConnectionPool.from_url(
+            url, retry=RedisRetry(ExponentialBackoff(cap=2.0, base=0.05), 20),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError])
         redis = ArqRedis(pool, job_serializer=serialize, job_deserializer=deserialize,
                          default_queue_name=queue_name)
         client = cls(redis, flows=flows, queue_name=queue_name, prefix=prefix, **kwargs)

@@ -15,8 +15,8 @@ DEFAULT_PREFIX = "flowcraft"
 class RunKeys:
     """The keys of one run; `script_keys` is the KEYS array every Lua script receives."""
 
-    __slots__ = ("awaiting", "blueprint", "channel", "ctx", "errors", "events", "meta", "result",
-                 "run_id", "script_keys")
+    __slots__ = ("blueprint", "channel", "ctx", "errors", "events", "meta", "result", "run_id",
+                 "script_keys")
 
     def __init__(self, prefix: str, run_id: str) -> None:
         if "{" in run_id or "}" in run_id:
@@ -24,18 +24,16 @@ class RunKeys:
         base = f"{prefix}:{{{run_id}}}"
         self.run_id = run_id
         # hash: blueprint_id, version, status, live, ... plus the run's bookkeeping (instances
-        # with their leases, outbox, joins, loops, pills; see lua/lib.lua)
+        # with their leases, outbox, joins, loops, pills, awaiting nodes; see lua/lib.lua)
         self.meta = f"{base}:meta"
         self.ctx = f"{base}:ctx"            # hash: context key -> msgspec JSON value
-        self.awaiting = f"{base}:awaiting"  # hash: instance -> node id (wait / paused)
         self.errors = f"{base}:errors"      # list: WorkflowError JSON
         self.events = f"{base}:events"      # stream: encoded events, capped
         self.result = f"{base}:result"      # string: final (or awaiting) WorkflowResult JSON
         self.blueprint = f"{prefix}:blueprint:{{{run_id}}}"  # string: blueprint id fallback
         self.channel = f"{base}:done-ch"    # pub/sub channel announcing results
         self.script_keys: tuple[str, ...] = (
-            self.meta, self.ctx, self.awaiting, self.errors, self.events, self.result,
-            self.blueprint)
+            self.meta, self.ctx, self.errors, self.events, self.result, self.blueprint)
 
     def all(self) -> tuple[str, ...]:
         return self.script_keys

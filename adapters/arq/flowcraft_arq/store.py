@@ -37,7 +37,7 @@ log = logging.getLogger("flowcraft.arq.store")
 
 _pack = msgspec.msgpack.encode
 SCRIPT_NAMES = ("start_run", "claim", "renew", "commit", "fail", "release", "cancel",
-                "reconcile", "loop_count", "resume", "scatter")
+                "reconcile", "loop_count", "resume", "scatter", "park", "adopt")
 
 
 def _read_script(name: str) -> str:
@@ -213,6 +213,7 @@ class RedisRunStore:
             "bp": spec.blueprint_id, "now": _now_ms(), "df": request.defer_ms,
             "aw": request.node_id if request.await_details is not None else False,
             "item": request.item, "out": _text(request.item_output), "lease": request.lease_ms,
+            "sk": request.skip_events,
         }
         return await self._finished(run_id, await self._call("commit", run_id, doc))
 
@@ -244,8 +245,8 @@ class RedisRunStore:
         return await self._finished(run_id, out)
 
     async def awaiting(self, run_id: str) -> dict[str, str]:
-        raw = await self.redis.hgetall(self.keys(run_id).awaiting)  # type: ignore[misc]
-        return {_text(k): _text(v) for k, v in raw.items()}
+        raw = await self.redis.hgetall(self.keys(run_id).meta)  # type: ignore[misc]
+        return {_text(k)[2:]: _text(v) for k, v in raw.items() if k.startswith(b"w:")}
 
     async def blueprint_of(self, run_id: str) -> str | None:
         keys = self.keys(run_id)
@@ -260,9 +261,37 @@ class RedisRunStore:
             "w": _flat_writes(request.writes),
             "r": [[r.edge, r.taken, _text(r.value), r.mode] for r in request.resolutions],
             "ev": [_text(e) for e in request.events], "ts": request.timestamp,
-            "bp": spec.blueprint_id, "now": _now_ms(),
+            "bp": spec.blueprint_id, "now": _now_ms(), "park": request.park,
+            "sk": request.skip_events,
         }
         return await self._finished(run_id, await self._call("resume", run_id, doc))
+
+    async def park(self, run_id: str, node_index: int, iteration: int,
+                   token: str) -> CommitOutcome:
+        out = await self._call("park", run_id, {"n": node_index, "it": iteration, "tok": token})
+        return await self._finished(run_id, out)
+
+    async def adopt(self, run_id: str, node_index: int, iteration: int, token: str,
+                    lease_ms: int) -> bool:
+        return bool(await self._call("adopt", run_id, {
+            "n": node_index, "it": iteration, "tok": token, "lease": lease_ms,
+            "now": _now_ms()}))
+
+    async def parked(self, run_id: str) -> list[tuple[int, int]]:
+        raw = await self.redis.hgetall(self.keys(run_id).meta)  # type: ignore[misc]
+        out = []
+        for key, value in raw.items():
+            if value == b"S" and key.startswith(b"i:"):
+                node, _, iteration = _text(key)[2:].partition("#")
+                out.append((int(node), int(iteration)))
+        return out
+
+    async def parent_of(self, run_id: str) -> tuple[str, int, int] | None:
+        raw = await self.redis.hmget(self.keys(run_id).meta,  # type: ignore[misc]
+                                     ["parent_run", "parent_node", "parent_it"])
+        if raw[0] is None:
+            return None
+        return _text(raw[0]), int(raw[1]), int(raw[2])
 
     async def ack(self, run_id: str, jobs: Sequence[JobRef]) -> None:
         if jobs:

@@ -82,11 +82,21 @@ class RedisServer:
         except OSError:
             return False
 
-    def stop(self) -> None:
+    def stop(self, *, graceful: bool = False) -> None:
+        """Kill the server (SIGKILL), or shut it down gracefully (SIGTERM: with appendonly
+        on, the AOF is complete on disk)."""
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+            if graceful:
+                self.process.terminate()
+            else:
+                self.process.kill()
+            self.process.wait(20)
         self.process = None
+
+    def restart(self) -> None:
+        """Graceful shutdown, then a new server on the same port and data directory."""
+        self.stop(graceful=True)
+        self.start()
 
     def cleanup(self) -> None:
         self.stop()

@@ -17,6 +17,9 @@ end
 if m[2] == 'B' then
   return {0, 'scattered', status}
 end
+if m[2] == 'S' then
+  return {0, 'parked', status}
+end
 local r = parse(m[2])
 if not r then
   local out = {0, 'done', status}

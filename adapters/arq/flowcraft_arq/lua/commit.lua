@@ -8,11 +8,19 @@
 -- returns {ok, reason, status, finished, job, ...}; for the last item of a batch
 --   {1, '', status, 0, 'G' .. outputs JSON} (the caller now holds the batch's lease)
 local field = 'i:' .. ikey(A.n, A.it, A.item)
-local m = redis.call('HMGET', K_META, 'status', field, 'live')
+local m = redis.call('HMGET', K_META, 'status', field, 'live', 'waits')
 local status = m[1]
 local r, reason = leased(m[2], status, A.tok)
 if not r then
-  return {0, reason, status or '', 0}
+  local out = {0, reason, status or '', 0}
+  if reason == 'done' then
+    -- e.g. a retried call whose first attempt was recorded: re-drive what it decided
+    local jobs = outbox_of(redis.call('HGETALL', K_META))
+    for i = 1, #jobs do
+      out[#out + 1] = jobs[i]
+    end
+  end
+  return out
 end
 put(field, 'D')
 apply_writes(A.w)
@@ -51,8 +59,11 @@ if A.item >= 0 then
   return {1, '', status, finished}
 end
 local fired = {}
+local waits = tonumber(m[4] or '0')
 if A.aw then
-  redis.call('HSET', K_AWAIT, ikey(A.n, A.it), A.aw)
+  put('w:' .. ikey(A.n, A.it), A.aw)
+  waits = waits + 1
+  put('waits', fmt(waits))
 elseif status == 'running' and #A.r > 0 then
   local defer = 0
   if A.df > 0 then
@@ -62,7 +73,7 @@ elseif status == 'running' and #A.r > 0 then
 end
 local live = tonumber(m[3]) + #fired - 1
 put('live', fmt(live))
-local finished = maybe_finish(live, status, A.ts, A.bp)
+local finished = maybe_finish(live, status, A.ts, A.bp, waits)
 flush()
 if live == 0 then
   status = redis.call('HGET', K_META, 'status')

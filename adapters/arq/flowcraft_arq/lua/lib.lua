@@ -1,18 +1,19 @@
 -- flowcraft: shared prelude of every script (prepended when the scripts are loaded).
 --
--- KEYS (all of one run, one hash tag): 1 meta  2 ctx  3 awaiting  4 errors  5 events
---   6 result  7 blueprint-id fallback
+-- KEYS (all of one run, one hash tag): 1 meta  2 ctx  3 errors  4 events  5 result
+--   6 blueprint-id fallback
 -- ARGV: 1 run id  2 pub/sub channel  3 result TTL (ms)  4 event log max length
 --   5 msgpack document with the script's own arguments
 --
 -- The meta hash holds the run's metadata (blueprint_id, version, status, created, live = fired
--- and not finished instances, iter = last loop iteration id) and its bookkeeping, one field per
--- fact (n = node index, it = iteration, e = edge index):
+-- and not finished instances, waits = awaiting instances, iter = last loop iteration id) and
+-- its bookkeeping, one field per fact (n = node index, it = iteration, e = edge index):
 --   i:n#it     instance: "F<epoch>|<lease token>|<lease expiry ms>|<fired ms>|<input JSON>"
 --              while fired, then "D" (done), "X" (failed) or "C" (dropped: run stopped); a
 --              batch instance is "B" while its items run and "G<epoch>|...|<outputs JSON>"
 --              once they all finished (leasable like "F": its completion is left to do)
 --   i:n#it/k   item k of a batch instance (same states as an instance)
+--              a subflow instance is "S" (parked) while its child run runs
 --   b:n#it     items of a batch still running     bn:n#it  items of the batch
 --   v:n#it/k   output (JSON) of item k
 --   o:n#it#ep  outbox: "n,it,epoch,defer ms" of a job decided but not yet confirmed queued
@@ -21,10 +22,11 @@
 --   p:it       loop entry iteration of a fresh iteration
 --   n:n#it     continues of loop controller n for loop entry iteration it
 --   x:n#it     pill ("poison" / "cancel") left by a failed predecessor
+--   w:n#it     node id of an awaiting instance (wait), until resumed
 -- Writes to the meta hash are buffered and flushed with one HSET at the end of a script;
 -- events are buffered and appended with one XADD.
-local K_META, K_CTX, K_AWAIT, K_ERRORS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_EVENTS, K_RESULT, K_BP = KEYS[5], KEYS[6], KEYS[7]
+local K_META, K_CTX, K_ERRORS = KEYS[1], KEYS[2], KEYS[3]
+local K_EVENTS, K_RESULT, K_BP = KEYS[4], KEYS[5], KEYS[6]
 local RUN_ID, CHANNEL, TTL, MAXLEN = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local A = cmsgpack.unpack(ARGV[5])
 
@@ -177,14 +179,21 @@ local function finish(status, ts, bp)
 end
 
 -- call whenever `live` may have reached 0; returns 1 when the run finished now
-local function maybe_finish(live, status, ts, bp)
+local function maybe_finish(live, status, ts, bp, waits)
   if live > 0 then
     return 0
   end
   if status == 'running' then
-    if redis.call('HLEN', K_AWAIT) > 0 then
+    if waits ~= nil and waits > 0 then
       put('status', 'awaiting')
-      local ids = redis.call('HVALS', K_AWAIT)
+      flush()
+      local flat = redis.call('HGETALL', K_META)
+      local ids = {}
+      for i = 1, #flat, 2 do
+        if string.sub(flat[i], 1, 2) == 'w:' then
+          ids[#ids + 1] = flat[i + 1]
+        end
+      end
       table.sort(ids)
       redis.call('SET', K_RESULT, build_result('awaiting', bp, ids, {}))
       if ts ~= nil and ts ~= '' then
@@ -231,7 +240,7 @@ local function drop_unleased(now)
       stale[#stale + 1] = f
     elseif kind == 'i:' and W[f] == nil then
       local v = flat[i + 1]
-      if v == 'B' then
+      if v == 'B' or v == 'S' then
         put(f, 'C')
         dropped = dropped + 1
       else
@@ -359,6 +368,11 @@ local function route(G, n, it, res, fired, defer, now)
   while #skips > 0 do
     local s = table.remove(skips)
     local node = G.n[s[1] + 1]
+    if A.sk then
+      event('{"type":"node:skipped","run_id":' .. cjson.encode(RUN_ID) .. ',"blueprint_id":'
+        .. cjson.encode(A.bp) .. ',"timestamp":"' .. A.ts .. '","node_id":'
+        .. cjson.encode(node[1]) .. ',"iteration":' .. fmt(s[2]) .. '}')
+    end
     local ctrl = math.floor(node[2] / 4) % 2 == 1
     local outs = node[5]
     for i = 1, #outs do

@@ -1,9 +1,9 @@
 -- resume: complete an awaiting instance (a wait node) with the given output and routing
 -- decisions, exactly like a commit of that node; other awaiting instances keep waiting.
--- A: {g = graph JSON, n, it, w, r, ev, ts, bp, now}
+-- A: {g = graph JSON, n, it, w, r, ev, ts, bp, now, park = true for a subflow node}
 -- returns {ok, reason, status, finished, job, ...}
 local k = ikey(A.n, A.it)
-local m = redis.call('HMGET', K_META, 'status', 'live')
+local m = redis.call('HMGET', K_META, 'status', 'live', 'waits', 'w:' .. k)
 local status = m[1]
 if not status then
   return {0, 'unknown', '', 0}
@@ -11,13 +11,24 @@ end
 if status ~= 'running' and status ~= 'awaiting' then
   return {0, 'not_running', status, 0}
 end
-if redis.call('HDEL', K_AWAIT, k) == 0 then
+if not m[4] then
   return {0, 'not_awaiting', status, 0}
 end
+redis.call('HDEL', K_META, 'w:' .. k)
+local waits = tonumber(m[3] or '1') - 1
+put('waits', fmt(waits))
 if status == 'awaiting' then
   status = 'running'
   put('status', 'running')
   redis.call('DEL', K_RESULT)
+end
+if A.park then
+  -- a subflow node: back to waiting for its child run, which is resumed next
+  put('i:' .. k, 'S')
+  put('live', fmt(tonumber(m[2]) + 1))
+  events(A.ev)
+  flush()
+  return {1, '', status, 0}
 end
 apply_writes(A.w)
 events(A.ev)
@@ -27,7 +38,7 @@ if #A.r > 0 then
 end
 local live = tonumber(m[2]) + #fired
 put('live', fmt(live))
-local finished = maybe_finish(live, status, A.ts, A.bp)
+local finished = maybe_finish(live, status, A.ts, A.bp, waits)
 flush()
 if live == 0 then
   status = redis.call('HGET', K_META, 'status')

@@ -1,0 +1,11 @@
+-- adopt: take a parked subflow instance back, leased by the caller, to complete it.
+-- A: {n, it, tok, lease = ms, now = ms}
+-- returns 1, or 0 unless the run is running and the instance parked
+local field = 'i:' .. ikey(A.n, A.it)
+local m = redis.call('HMGET', K_META, 'status', field)
+if m[1] ~= 'running' or m[2] ~= 'S' then
+  return 0
+end
+redis.call('HSET', K_META, field, 'F0|' .. A.tok .. '|' .. fmt(A.now + A.lease) .. '|'
+  .. fmt(A.now) .. '|null')
+return 1

@@ -407,12 +407,12 @@ class BaseDistributedAdapter:
         first = self._version_seen.setdefault(payload.job_id, time.monotonic())
         if time.monotonic() - first < self.version_grace_s:
             raise VersionMismatch(payload, spec.version, min(5.0, self.version_grace_s / 4))
+        self._version_seen.pop(payload.job_id, None)  # grace is over: decided either way
         token = secrets.token_hex(8)
         claim = await self.store.claim(payload.run_id, spec, node.index, payload.iteration,
                                        token, self.lease_ms, payload.item)
         if not claim.ok:
             return claim.reason
-        self._version_seen.pop(payload.job_id, None)
         cause = BlueprintVersionError(
             f"run {payload.run_id!r}: node {node.id!r} was scheduled with blueprint version "
             f"{payload.version!r} but the workers run version {spec.version!r}")

@@ -66,10 +66,27 @@ def serialize(obj: dict[str, Any]) -> bytes:
     return _encoder.encode(obj)
 
 
+_ENVELOPE_TYPES: dict[str, tuple[type, ...]] = {
+    "t": (int, type(None)), "et": (int,), "f": (str,), "a": (list, tuple), "k": (dict,),
+}
+
+
 def deserialize(data: bytes) -> dict[str, Any]:
-    """arq `job_deserializer`: msgspec msgpack."""
-    decoded: dict[str, Any] = _decoder.decode(data)
-    return decoded
+    """arq `job_deserializer`: msgspec msgpack, with arq's envelope fields type-checked.
+
+    arq uses the job try `t` and enqueue time `et` outside its own error handling, so a forged
+    queue entry with, say, a string there would kill the worker; raising here makes arq record
+    a deserialization failure for that one job instead.
+    """
+    decoded = _decoder.decode(data)
+    if not isinstance(decoded, dict):
+        raise ValueError(f"arq envelope must be a map, got {type(decoded).__name__}")
+    for field, types in _ENVELOPE_TYPES.items():
+        value = decoded.get(field)
+        if field in decoded and (isinstance(value, bool) or not isinstance(value, types)):
+            raise ValueError(f"arq envelope field {field!r} has type {type(value).__name__}")
+    envelope: dict[str, Any] = decoded
+    return envelope
 
 
 class ArqQueue:

@@ -24,6 +24,9 @@ from flowcraft.result import WorkflowResult
 from flowcraft_arq.adapter import DEFAULT_QUEUE, ArqAdapter, deserialize, serialize
 from flowcraft_arq.keys import DEFAULT_PREFIX
 
+WAIT_RECHECK_S = 5.0
+"""How long `wait` trusts its subscription alone before re-reading the result key."""
+
 log = logging.getLogger("flowcraft.arq.client")
 
 _TERMINAL = frozenset({"completed", "failed", "cancelled"})
@@ -103,7 +106,10 @@ class FlowcraftClient:
         """The result once the run is terminal or awaiting; TimeoutError after `timeout`.
 
         Subscribes to the run's channel first, then reads the result key, so a result published
-        in between is never missed; no polling.
+        in between is never missed. While waiting it re-reads the result and status only every
+        `WAIT_RECHECK_S` seconds without a message: that catches a result announced while a
+        dropped subscription was reconnecting, and a run whose keys vanished (RunNotFoundError),
+        without polling.
         """
         keys = self.store.keys(run_id)
         pubsub = self.redis.pubsub()
@@ -116,11 +122,8 @@ class FlowcraftClient:
                         return WorkflowResult.from_json(raw)
                     if await self.store.status(run_id) is None:
                         raise RunNotFoundError(f"no run {run_id!r} (never started, or expired)")
-                    while True:
-                        message = await pubsub.get_message(ignore_subscribe_messages=True,
-                                                           timeout=None)
-                        if message is not None:
-                            break
+                    await pubsub.get_message(ignore_subscribe_messages=True,
+                                             timeout=WAIT_RECHECK_S)
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 

@@ -41,6 +41,33 @@ async def seconds_per_run(flow: Any, *, warmup: int, repeats: int) -> float:
     return median(await measure(once, warmup=warmup, repeats=repeats))
 
 
+def run_per_worker_count(bench: Callable[[str, int, int], Awaitable[dict[str, Any]]], *,
+                         doc: str | None, size_flag: str, default_size: int) -> None:
+    """Start a throwaway redis-server, run `bench(url, workers, size)` for each requested
+    worker count, print one JSON line each."""
+    import argparse
+    import asyncio
+
+    from flowcraft_arq.testing import RedisServer
+
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument(size_flag, type=int, default=default_size)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    size = getattr(args, size_flag.lstrip("-"))
+
+    async def all_counts() -> None:
+        server = RedisServer()
+        server.start()
+        try:
+            for count in args.workers:
+                print(json.dumps(await bench(server.url, count, size)), flush=True)
+        finally:
+            server.cleanup()
+
+    asyncio.run(all_counts())
+
+
 def report(bench: str, *, nodes_per_s: float, runs_per_s: float, **extra: Any) -> None:
     line = {
         "bench": bench,

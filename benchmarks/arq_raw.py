@@ -10,9 +10,7 @@ the diamond-equivalent (jobs/s / 5), `redis_cmds_per_node` the commands per job.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import platform
 import subprocess
@@ -21,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+from _common import run_per_worker_count
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import func
 from flowcraft_arq import deserialize, serialize
@@ -99,21 +98,5 @@ async def bench(url: str, workers: int, jobs: int) -> dict[str, Any]:
     }
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--jobs", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    args = parser.parse_args()
-    from flowcraft_arq.testing import RedisServer
-
-    server = RedisServer()
-    server.start()
-    try:
-        for count in args.workers:
-            print(json.dumps(await bench(server.url, count, args.jobs)), flush=True)
-    finally:
-        server.cleanup()
-
-
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_per_worker_count(bench, doc=__doc__, size_flag="--jobs", default_size=10_000)

@@ -11,9 +11,7 @@ arq's own commands and the workers' queue polling).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import platform
 import subprocess
@@ -22,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import run_per_worker_count
 from arq.connections import RedisSettings
 from flowcraft_arq import FlowcraftClient, worker_settings
 
@@ -116,21 +115,5 @@ async def bench(url: str, workers: int, runs: int) -> dict[str, Any]:
     }
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=2000)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    args = parser.parse_args()
-    from flowcraft_arq.testing import RedisServer
-
-    server = RedisServer()
-    server.start()
-    try:
-        for count in args.workers:
-            print(json.dumps(await bench(server.url, count, args.runs)), flush=True)
-    finally:
-        server.cleanup()
-
-
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_per_worker_count(bench, doc=__doc__, size_flag="--runs", default_size=2000)

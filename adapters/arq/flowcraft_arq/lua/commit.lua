@@ -71,15 +71,4 @@ elseif status == 'running' and #A.r > 0 then
   end
   route(cjson.decode(A.g), A.n, A.it, A.r, fired, defer, A.now)
 end
-local live = tonumber(m[3]) + #fired - 1
-put('live', fmt(live))
-local finished = maybe_finish(live, status, A.ts, A.bp, waits)
-flush()
-if live == 0 then
-  status = redis.call('HGET', K_META, 'status')
-end
-local out = {1, '', status, finished}
-for i = 1, #fired do
-  out[#out + 1] = fired[i]
-end
-return out
+return settle(tonumber(m[3]) + #fired - 1, status, fired, waits)

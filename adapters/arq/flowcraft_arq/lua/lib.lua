@@ -218,6 +218,22 @@ local function maybe_finish(live, status, ts, bp, waits)
 end
 
 -- the outbox entries (values) in a HGETALL of the meta hash
+-- After a completion has been routed: store the live count, finish the run when nothing is
+-- live any more, and build the reply {1, '', status, finished, fired jobs...}.
+local function settle(live, status, fired, waits)
+  put('live', fmt(live))
+  local finished = maybe_finish(live, status, A.ts, A.bp, waits)
+  flush()
+  if live == 0 then
+    status = redis.call('HGET', K_META, 'status')
+  end
+  local out = {1, '', status, finished}
+  for i = 1, #fired do
+    out[#out + 1] = fired[i]
+  end
+  return out
+end
+
 local function outbox_of(flat)
   local out = {}
   for i = 1, #flat, 2 do

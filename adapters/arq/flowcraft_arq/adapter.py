@@ -35,15 +35,23 @@ from flowcraft_arq.store import RedisRunStore
 log = logging.getLogger("flowcraft.arq")
 
 
+RETRY_ON: list[type[Exception]] = [RedisConnectionError, RedisTimeoutError, OSError]
+"""Errors a connection retries. OSError matters: while redis-server restarts, reconnecting
+raises ConnectionRefusedError, which redis-py does not wrap on every path."""
+
+
+def connection_retry() -> RedisRetry:
+    """About 30 s of exponential backoff: long enough to ride out a Redis restart."""
+    return RedisRetry(ExponentialBackoff(cap=2.0, base=0.05), 20)
+
+
 def retrying(settings: RedisSettings) -> RedisSettings:
-    """`settings` with retrying connections (about 30 s of exponential backoff on connection
-    and timeout errors) unless they already configure `retry`: a dropped connection or a
-    Redis restart must not kill a worker (arq issues #435, #498)."""
+    """`settings` with retrying connections unless they already configure `retry`: a dropped
+    connection or a Redis restart must not kill a worker (arq issues #435, #498)."""
     if settings.retry is not None:
         return settings
-    return dataclasses.replace(
-        settings, retry=RedisRetry(ExponentialBackoff(cap=2.0, base=0.05), 20),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError], retry_on_timeout=True)
+    return dataclasses.replace(settings, retry=connection_retry(), retry_on_error=RETRY_ON,
+                               retry_on_timeout=True)
 
 NODE_FUNCTION = "flowcraft.node"
 DEFAULT_QUEUE = "flowcraft"

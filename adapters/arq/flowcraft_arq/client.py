@@ -10,10 +10,6 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
-from redis.asyncio.retry import Retry as RedisRetry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowcraft.blueprint import WorkflowBlueprint
 from flowcraft.builder import Flow
@@ -21,7 +17,14 @@ from flowcraft.distributed.adapter import Flows
 from flowcraft.errors import RunNotFoundError
 from flowcraft.events import Event, decode_event
 from flowcraft.result import WorkflowResult
-from flowcraft_arq.adapter import DEFAULT_QUEUE, ArqAdapter, deserialize, serialize
+from flowcraft_arq.adapter import (
+    DEFAULT_QUEUE,
+    RETRY_ON,
+    ArqAdapter,
+    connection_retry,
+    deserialize,
+    serialize,
+)
 from flowcraft_arq.keys import DEFAULT_PREFIX
 
 WAIT_RECHECK_S = 5.0
@@ -59,9 +62,7 @@ class FlowcraftClient:
                  prefix: str = DEFAULT_PREFIX, **kwargs: Any) -> FlowcraftClient:
         """A client with its own connection pool (closed by `close()`), whose connections
         retry with backoff for about 30 s when Redis is unreachable."""
-        pool = ConnectionPool.from_url(
-            url, retry=RedisRetry(ExponentialBackoff(cap=2.0, base=0.05), 20),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError])
+        pool = ConnectionPool.from_url(url, retry=connection_retry(), retry_on_error=RETRY_ON)
         redis = ArqRedis(pool, job_serializer=serialize, job_deserializer=deserialize,
                          default_queue_name=queue_name)
         client = cls(redis, flows=flows, queue_name=queue_name, prefix=prefix, **kwargs)

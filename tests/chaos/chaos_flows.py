@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowcraft import Flow, NodeContext, NodeResult
@@ -56,11 +57,20 @@ class Trace:
         self._redis: Redis | None = None
 
     async def record(self, ctx: NodeContext, phase: str) -> None:
+        """RPUSH the entry; never fails the node because of the harness's own Redis traffic
+        (a connection reset in redis-py's handshake escapes its retries, so retry here too:
+        an error here would fail the node and the run, and be counted against the engine)."""
         if self._redis is None:
             self._redis = retrying_redis(self.url)
-        entry = [ctx.run_id, ctx.node_id, ctx.iteration, ctx.idempotency_key, phase,
-                 os.getpid(), ctx.attempt]
-        await self._redis.rpush(self.key, msgspec.json.encode(entry))
+        entry = msgspec.json.encode([ctx.run_id, ctx.node_id, ctx.iteration,
+                                     ctx.idempotency_key, phase, os.getpid(), ctx.attempt])
+        for delay in [0.05 * 2**n for n in range(6)] + [1.0] * 60:
+            try:
+                await self._redis.rpush(self.key, entry)
+                return
+            except (RedisError, OSError):
+                await asyncio.sleep(delay)
+        await self._redis.rpush(self.key, entry)
 
 
 class NullTrace:

@@ -185,7 +185,7 @@ class WorkerPool:
                      .splitlines() if line.strip()]
             self.crashes.append(f"pid {proc.pid} exit {proc.returncode}:\n"
                                 + "\n".join(lines[-25:]))
-            self.crash_causes[lines[-1][:120] if lines else f"exit {proc.returncode}"] += 1
+            self.crash_causes[crash_cause(lines, proc.returncode)] += 1
             self.procs.append(self._spawn())
         return len(dead)
 
@@ -193,6 +193,29 @@ class WorkerPool:
         for proc in self.procs:
             self._kill(proc)
         self.procs.clear()
+
+
+ARQ_WATCH_RACE = "arq: WatchError between WATCH and EXEC in Worker.start_jobs"
+HANDSHAKE_RESET = "redis-py: connection reset during the connection handshake"
+KNOWN_RESTART_DEATHS = frozenset({ARQ_WATCH_RACE, HANDSHAKE_RESET})
+"""Ways an arq worker process can die when redis-server goes away that no connection setting
+prevents (see docs/reliability.md): arq 0.28 runs WATCH, EXISTS, ZSCORE, MULTI/EXEC in
+`Worker.start_jobs` and catches WatchError only around EXEC, so a connection dropped between
+WATCH and EXEC escapes the poll loop; redis-py retries `Connection._connect` but runs the
+handshake (`on_connect`) outside that retry, inside `ConnectionPool.get_connection`, outside
+the command's retry as well."""
+
+
+def crash_cause(lines: list[str], returncode: int | None) -> str:
+    """Why a worker process ended, from the end of its log."""
+    if not lines:
+        return f"exit {returncode}"
+    last, tail = lines[-1], "\n".join(lines[-12:])
+    if "WatchError: A ConnectionError occurred on while watching" in last:
+        return ARQ_WATCH_RACE
+    if "in on_connect" in tail and "ConnectionError" in last:
+        return HANDSHAKE_RESET
+    return last[:160]
 
 
 # -- the soak --------------------------------------------------------------------------------
@@ -522,6 +545,9 @@ class Soak:
             if status not in TERMINAL:
                 continue
             raw_result = await self._retry("result", lambda r=run_id: client.result(r))
+            if raw_result is not None and raw_result.errors:
+                problems += [f"{run_id}: {e.node_id} {e.type}: {e.message[:200]}"
+                             for e in raw_result.errors]
             reference = expected[(kind, msgspec.json.encode(ctx))]
             if raw_result is None or comparable(raw_result) != comparable(reference):
                 counts["context_mismatches"] += 1

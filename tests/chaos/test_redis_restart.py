@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from soak import HERE, Config, Soak, WorkerPool, start_redis
+from soak import HERE, KNOWN_RESTART_DEATHS, Config, Soak, WorkerPool, start_redis
 from test_soak_short import assert_zero
 
 from flowcraft import ResumeError, RunNotFoundError
@@ -41,19 +41,12 @@ async def test_soak_with_redis_restarts_under_aof_always_loses_nothing() -> None
     print(report)
     assert_zero(report)
     assert report["redis_restarts"] >= 2
-    # A worker may still die of arq's own race (ARQ_WATCH_RACE): the harness restarts it like
-    # a supervisor would and nothing is lost. Any other cause of death is a failure.
+    # A worker may still die of one of two races in arq / redis-py that no connection
+    # setting avoids (soak.KNOWN_RESTART_DEATHS): the harness restarts it like a supervisor
+    # would, and nothing is lost. Any other cause of death is a failure.
     unexpected = {cause: n for cause, n in report["worker_crash_causes"].items()
-                  if ARQ_WATCH_RACE not in cause}
+                  if cause not in KNOWN_RESTART_DEATHS}
     assert not unexpected, report["worker_crash_logs"]
-
-
-ARQ_WATCH_RACE = "WatchError: A ConnectionError occurred on while watching"
-"""arq 0.28 Worker.start_jobs runs WATCH, EXISTS, ZSCORE, MULTI/EXEC on one pipeline and
-catches WatchError only around EXEC; when the connection drops between WATCH and EXEC,
-redis-py raises WatchError from EXISTS/ZSCORE, it escapes the poll loop and the worker process
-exits (observed twice in 25 restarts with 4 workers under load). No connection setting avoids
-it; run workers under a supervisor that restarts them."""
 
 
 # -- without persistence -----------------------------------------------------------------------

@@ -41,9 +41,14 @@ bench-dist: $(DEV_STAMP)
 	$(PY) benchmarks/dist_diamond.py
 	$(PY) benchmarks/arq_raw.py
 
-# The long campaign (not part of `make test`): 10,000 fuzz examples per property.
+# The long campaign (not part of `make test`, which runs a 60 s soak): 10,000 fuzz examples
+# per property, an 11-minute soak with SIGKILLs, a soak with Redis restarts, the load test.
 chaos: $(DEV_STAMP)
 	FLOWCRAFT_FUZZ_EXAMPLES=10000 $(VENV)/bin/pytest -q tests/fuzz tests/test_expressions.py
+	$(PY) -m tests.chaos.soak --seconds 660 --runs 5600 --workers 3 --kill-every-ms 3000 --json
+	$(PY) -m tests.chaos.soak --seconds 180 --runs 600 --workers 3 --kill-every-ms 3000 \
+		--redis-restart --restart-every-s 20 --json
+	$(PY) benchmarks/load_diamond.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

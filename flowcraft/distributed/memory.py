@@ -207,15 +207,11 @@ class MemoryStore:
         return run.meta["status"]
 
     async def commit(self, run_id: str, spec: GraphSpec, request: CommitRequest) -> CommitOutcome:
-        run = self.runs.get(run_id)
-        if run is None:
-            return CommitOutcome(False, "unknown")
         key = inst_key(request.node_index, request.iteration, request.item)
-        reason = self._check_lease(run, key, request.token)
-        if reason:
-            jobs = list(run.outbox.values()) if reason == "done" else []
-            return CommitOutcome(False, reason, jobs, status=run.meta["status"])
-        del run.leases[key]
+        held = self._end_lease(run_id, key, request.token, outbox_on_done=True)
+        if isinstance(held, CommitOutcome):
+            return held
+        run = held
         self._apply_writes(run, request.writes)
         run.events.extend(request.events)
         run.completions[key] = run.completions.get(key, 0) + 1
@@ -235,14 +231,11 @@ class MemoryStore:
         return CommitOutcome(True, jobs=fired, status=run.meta["status"], finished=finished)
 
     async def fail(self, run_id: str, spec: GraphSpec, request: FailRequest) -> CommitOutcome:
-        run = self.runs.get(run_id)
-        if run is None:
-            return CommitOutcome(False, "unknown")
         key = inst_key(request.node_index, request.iteration, request.item)
-        reason = self._check_lease(run, key, request.token)
-        if reason:
-            return CommitOutcome(False, reason, status=run.meta["status"])
-        del run.leases[key]
+        held = self._end_lease(run_id, key, request.token)
+        if isinstance(held, CommitOutcome):
+            return held
+        run = held
         self._apply_writes(run, request.writes)
         run.events.extend(request.events)
         run.completions[key] = run.completions.get(key, 0) + 1
@@ -270,14 +263,11 @@ class MemoryStore:
         While the run is running the instance stays fired (another delivery may run it);
         once the run is failed or cancelled it is dropped, which may finish the run.
         """
-        run = self.runs.get(run_id)
-        if run is None:
-            return CommitOutcome(False, "unknown")
         key = inst_key(node_index, iteration, item)
-        reason = self._check_lease(run, key, token)
-        if reason:
-            return CommitOutcome(False, reason, status=run.meta["status"])
-        del run.leases[key]
+        held = self._end_lease(run_id, key, token)
+        if isinstance(held, CommitOutcome):
+            return held
+        run = held
         if run.meta["status"] == "running":
             return CommitOutcome(True, status="running")
         run.inst[key].state = "C"
@@ -328,14 +318,11 @@ class MemoryStore:
                       events: Sequence[bytes] = ()) -> CommitOutcome:
         """A batch instance hands its items out as jobs: it stays live (state B) until the
         last item's commit gathers the outputs (state G), then completes like any node."""
-        run = self.runs.get(run_id)
-        if run is None:
-            return CommitOutcome(False, "unknown")
         key = inst_key(node_index, iteration)
-        reason = self._check_lease(run, key, token)
-        if reason:
-            return CommitOutcome(False, reason, status=run.meta["status"])
-        del run.leases[key]
+        held = self._end_lease(run_id, key, token)
+        if isinstance(held, CommitOutcome):
+            return held
+        run = held
         run.events.extend(events)
         run.inst[key].state = "B"
         run.batches[key] = [None] * len(items)
@@ -353,14 +340,11 @@ class MemoryStore:
                    token: str) -> CommitOutcome:
         """A subflow node hands over to its child run: the instance stays live, unleased,
         until `adopt` takes it back to complete it."""
-        run = self.runs.get(run_id)
-        if run is None:
-            return CommitOutcome(False, "unknown")
         key = inst_key(node_index, iteration)
-        reason = self._check_lease(run, key, token)
-        if reason:
-            return CommitOutcome(False, reason, status=run.meta["status"])
-        del run.leases[key]
+        held = self._end_lease(run_id, key, token)
+        if isinstance(held, CommitOutcome):
+            return held
+        run = held
         run.inst[key].state = "S"
         return CommitOutcome(True, status=run.meta["status"])
 
@@ -472,6 +456,20 @@ class MemoryStore:
                                 blueprint_id=blueprint_id)
 
     # -- internals --------------------------------------------------------------------------
+
+    def _end_lease(self, run_id: str, key: str, token: str, *,
+                   outbox_on_done: bool = False) -> _RunState | CommitOutcome:
+        """The run, with the lease `token` held on `key` ended; or why that was refused
+        (with the outbox to re-drive when the instance is already done, if asked)."""
+        run = self.runs.get(run_id)
+        if run is None:
+            return CommitOutcome(False, "unknown")
+        reason = self._check_lease(run, key, token)
+        if reason:
+            jobs = list(run.outbox.values()) if outbox_on_done and reason == "done" else []
+            return CommitOutcome(False, reason, jobs, status=run.meta["status"])
+        del run.leases[key]
+        return run
 
     @staticmethod
     def _check_lease(run: _RunState, key: str, token: str) -> str:

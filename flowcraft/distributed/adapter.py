@@ -47,7 +47,6 @@ from flowcraft.errors import (
     BlueprintVersionError,
     ContextError,
     FlowcraftError,
-    NodeExecutionError,
     ResumeError,
     RunNotFoundError,
 )
@@ -68,7 +67,7 @@ from flowcraft.events import (
 from flowcraft.expressions import compile_expression
 from flowcraft.nodes import NodeContext, NodeResult
 from flowcraft.result import WorkflowError, WorkflowResult, utc_now
-from flowcraft.runtime.executor import Executor
+from flowcraft.runtime.executor import Executor, failure_of
 from flowcraft.runtime.graph import BACK, CONTINUE, EXIT, CompiledNode, Graph
 from flowcraft.runtime.routing import (
     ExpressionEvaluator,
@@ -481,12 +480,9 @@ class BaseDistributedAdapter:
             else:
                 raise BlueprintError(f"node {node.id!r}: built-in kind {node.kind!r} is not "
                                      "supported by distributed execution yet")
-        except NodeExecutionError as failure:
-            await self._record_failure(payload, spec, node, token, failure.cause or failure,
-                                       failure.attempt, buffered.encoded_writes(), events)
-            return "failed"
         except FlowcraftError as exc:
-            await self._record_failure(payload, spec, node, token, exc, ctx.attempt,
+            cause, attempt = failure_of(exc, ctx.attempt)
+            await self._record_failure(payload, spec, node, token, cause, attempt,
                                        buffered.encoded_writes(), events)
             return "failed"
         if type(result.output) is Suspended:
@@ -653,12 +649,9 @@ class BaseDistributedAdapter:
         try:
             result = await Executor(self.runtime.middleware, record).execute(worker, ctx,
                                                                             fallback)
-        except NodeExecutionError as failure:
-            await self._record_failure(payload, spec, node, token, failure.cause or failure,
-                                       failure.attempt, buffered.encoded_writes(), events)
-            return "failed"
         except FlowcraftError as exc:
-            await self._record_failure(payload, spec, node, token, exc, ctx.attempt,
+            cause, attempt = failure_of(exc, ctx.attempt)
+            await self._record_failure(payload, spec, node, token, cause, attempt,
                                        buffered.encoded_writes(), events)
             return "failed"
         try:

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from flowcraft.errors import FatalError, NodeExecutionError, NodeTimeoutError
+from flowcraft.errors import FatalError, FlowcraftError, NodeExecutionError, NodeTimeoutError
 from flowcraft.events import Emit, NodeFallback, NodeRetry
 from flowcraft.nodes import (
     Node,
@@ -35,6 +35,14 @@ def _failure(cause: BaseException, attempt: int, node_id: str) -> NodeExecutionE
 
 
 Attempt = Callable[[NodeContext], Awaitable[Any]]
+
+
+def failure_of(exc: FlowcraftError, attempt: int) -> tuple[BaseException, int]:
+    """What a failed node records: the cause a NodeExecutionError wraps (and its attempt), or
+    any other flowcraft error itself at the given attempt."""
+    if isinstance(exc, NodeExecutionError):
+        return exc.cause or exc, exc.attempt
+    return exc, attempt
 
 
 def _function_attempt(impl: Any) -> Attempt:
@@ -212,4 +220,4 @@ class Executor:
             raise _failure(cause, failure.attempt, node.id) from cause
 
 
-__all__ = ["Executor", "retry_delay_s"]
+__all__ = ["Executor", "failure_of", "retry_delay_s"]

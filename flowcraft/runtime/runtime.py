@@ -47,7 +47,7 @@ from flowcraft.events import (
 )
 from flowcraft.nodes import NodeContext, NodeResult
 from flowcraft.result import RunStatus, WorkflowError, WorkflowResult, utc_now
-from flowcraft.runtime.executor import Executor
+from flowcraft.runtime.executor import Executor, failure_of
 from flowcraft.runtime.graph import BACK, EXIT, CompiledEdge, CompiledNode, Graph
 from flowcraft.runtime.replay import ReplayPlan, replay_context
 from flowcraft.runtime.routing import (
@@ -350,11 +350,8 @@ class FlowRuntime:
                 result = await self._executor.execute(node, ctx, fallback)
             else:
                 result = await self._builtin(run, node, ctx)
-        except NodeExecutionError as failure:
-            await self._fail(run, node, iteration, failure.cause or failure, failure.attempt)
-            return []
         except FlowcraftError as exc:
-            await self._fail(run, node, iteration, exc, ctx.attempt)
+            await self._fail(run, node, iteration, *failure_of(exc, ctx.attempt))
             return []
         if type(result.output) is Suspended:
             await self._suspend(run, node, iteration, result.output)

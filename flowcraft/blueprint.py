@@ -6,6 +6,7 @@ unchanged; Python attributes are snake_case.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -129,11 +130,28 @@ def load_blueprint(data: bytes | str | Mapping[str, Any] | WorkflowBlueprint, *,
     return blueprint
 
 
+def _check_finite(value: Any, path: str) -> None:
+    """JSON has no infinity or NaN (msgspec would write null), so a blueprint holding one
+    would not survive `to_json`; reject it where it loads."""
+    stack = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise BlueprintError(f"non-finite number {item!r} at `{where}` (not valid JSON)")
+        if isinstance(item, dict):
+            stack.extend((v, f"{where}.{k}") for k, v in item.items())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, f"{where}[{n}]") for n, v in enumerate(item))
+
+
 def validate_blueprint(blueprint: WorkflowBlueprint) -> None:
     """Structural checks that a schema cannot express; each error names the offending path."""
+    _check_finite(blueprint.metadata, "$.metadata")
     ids: set[str] = set()
     for i, node in enumerate(blueprint.nodes):
         path = f"$.nodes[{i}]"
+        _check_finite(node.params, f"{path}.params")
+        _check_finite(msgspec.structs.astuple(node.config), f"{path}.config")
         if not node.id:
             raise BlueprintError(f"empty node id at `{path}.id`")
         if node.id in ids:

@@ -101,3 +101,17 @@ def test_unknown_fields_are_ignored_by_default_and_rejected_in_strict_mode() -> 
     assert load_blueprint(data).nodes[0].id == "a"
     with pytest.raises(BlueprintError, match="extra_field"):
         load_blueprint(data, strict=True)
+
+
+@pytest.mark.parametrize("where", ["params", "metadata", "config"])
+def test_non_finite_numbers_are_rejected_because_json_cannot_hold_them(where: str) -> None:
+    node: dict[str, Any] = {"id": "a", "uses": "fn"}
+    data = bp([node])
+    if where == "params":
+        node["params"] = {"condition": [1.0, float("inf")]}
+    elif where == "metadata":
+        data["metadata"] = {"score": float("nan")}
+    else:
+        node["config"] = {"timeout": float("inf")}
+    with pytest.raises(BlueprintError, match="non-finite"):
+        load_blueprint(data)

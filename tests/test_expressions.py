@@ -790,6 +790,7 @@ def test_visible_data_attributes_remain_reachable() -> None:
 
 # `make chaos` raises this to 10,000 through FLOWCRAFT_FUZZ_EXAMPLES.
 FAST = settings(max_examples=int(os.environ.get("FLOWCRAFT_FUZZ_EXAMPLES", "300")),
+                derandomize="FLOWCRAFT_FUZZ_EXAMPLES" not in os.environ,
                 deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 TOKENS = [

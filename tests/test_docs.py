@@ -49,9 +49,41 @@ def test_constructs_page_has_a_section_with_an_example_per_construct() -> None:
 
 
 def test_constructs_examples_assert_their_results() -> None:
-    for code in python_blocks(DOCS[0]):
-        assert "assert" in code
-        assert "asyncio.run" in code or "subprocess" in code
+    """The CLI example shells out to `flowcraft`; every other example runs its flow in-process."""
+    runners: dict[str, tuple[bool, bool]] = {}
+    for title, body in sections(DOCS[0]).items():
+        for code in FENCE.findall(body):
+            assert "assert" in code, title
+            runners[title] = ("asyncio.run" in code, "subprocess" in code)
+    assert len(runners) == len(python_blocks(DOCS[0])) == len(CONSTRUCTS)
+    for title, (in_process, shells_out) in runners.items():
+        expected = (False, True) if title == "CLI" else (True, False)
+        assert (in_process, shells_out) == expected, title
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+LINKED_PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("page", LINKED_PAGES, ids=lambda page: page.name)
+def test_relative_links_resolve_inside_the_repo(page: Path) -> None:
+    """A user's checkout holds only this repository: no link may leave it or point at nothing."""
+    text = page.read_text(encoding="utf-8")
+    assert "../shared" not in text
+    for target in LINK.findall(text):
+        if target.startswith(("http://", "https://", "mailto:", "#")):
+            continue
+        resolved = (page.parent / target.split("#", 1)[0]).resolve()
+        assert resolved.is_relative_to(REPO_ROOT), f"{page.name}: {target} leaves the repository"
+        assert resolved.exists(), f"{page.name}: {target} does not exist"
+
+
+def test_contract_snapshot_is_linked_and_labelled() -> None:
+    contract = REPO_ROOT / "docs" / "contract.md"
+    first, rest = contract.read_text(encoding="utf-8").split("\n", 1)
+    assert "Snapshot of the binding specification" in first
+    assert rest.lstrip("\n").startswith("# flowcraft — public contract\n")
+    assert LINK.findall(DOCS[1].read_text(encoding="utf-8")).count("docs/contract.md") == 1
 
 
 @pytest.mark.parametrize(("path", "index", "code"), BLOCKS)

@@ -172,7 +172,7 @@ def test_run_events_then_inspect_prints_row_per_node(tmp_path: Path) -> None:
     rows = inspected.stdout.splitlines()
     for node_id in ("greet", "shout"):
         (row,) = [r for r in rows if r.split() and r.split()[0] == node_id]
-        assert "finished" in row or "completed" in row
+        assert row.split()[1:4] == ["finished", "1", "1"], row
 
 
 def test_inspect_shows_failed_node(tmp_path: Path) -> None:
@@ -185,9 +185,9 @@ def test_inspect_shows_failed_node(tmp_path: Path) -> None:
     assert inspected.returncode == 0, inspected.stderr
     rows = inspected.stdout.splitlines()
     (explode_row,) = [r for r in rows if r.split() and r.split()[0] == "explode"]
-    assert "failed" in explode_row
+    assert explode_row.split()[1:4] == ["failed", "1", "1"], explode_row
     (greet_row,) = [r for r in rows if r.split() and r.split()[0] == "greet"]
-    assert "finished" in greet_row or "completed" in greet_row
+    assert greet_row.split()[1:4] == ["finished", "1", "1"], greet_row
 
 
 def test_inspect_shows_awaiting_node(tmp_path: Path) -> None:
@@ -199,7 +199,7 @@ def test_inspect_shows_awaiting_node(tmp_path: Path) -> None:
     assert inspected.returncode == 0, inspected.stderr
     (row,) = [r for r in inspected.stdout.splitlines()
               if r.split() and r.split()[0] == "approval"]
-    assert "awaiting" in row
+    assert row.split()[1:4] == ["awaiting", "1", "1"], row
 
 
 def test_inspect_missing_file_exits_2(tmp_path: Path) -> None:
@@ -231,7 +231,11 @@ def test_lint_bad_blueprint_file_exits_1_one_line_per_problem(tmp_path: Path) ->
     assert len(lines) == 3, lines
     assert len([line for line in lines if "ghost" in line]) == 1
     assert len([line for line in lines if "nobody" in line]) == 1
-    assert len([line for line in lines if "condition" in line or "expression" in line]) == 1
+    assert sorted(line.split(":", 1)[0] for line in lines) == [
+        "bad-expression", "unknown-fallback", "unknown-node"]
+    (expression_line,) = [line for line in lines if line.startswith("bad-expression:")]
+    assert expression_line.startswith("bad-expression: edge 0 condition: ")
+    assert expression_line.endswith("'result.output >'")
 
 
 def test_lint_reports_bad_sleep_duration(tmp_path: Path) -> None:
@@ -248,7 +252,8 @@ def test_lint_reports_bad_sleep_duration(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, lines
-    assert "nap" in lines[0] or "parsecs" in lines[0]
+    assert lines[0].startswith("bad-params: invalid duration '5 parsecs'"), lines
+    assert lines[0].endswith("(node 'nap')"), lines
 
 
 def test_lint_good_blueprint_file_exits_0(tmp_path: Path) -> None:

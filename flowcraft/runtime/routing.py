@@ -7,16 +7,12 @@ both call it and only differ in how they record the decisions.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from flowcraft.context import OUTPUTS_PREFIX
-from flowcraft.expressions import compile_expression
+from flowcraft.expressions import ExpressionEvaluator, compile_expression
 from flowcraft.nodes import NodeResult
 from flowcraft.runtime.graph import CompiledEdge, CompiledNode
-
-
-class ExpressionEvaluator(Protocol):
-    def evaluate(self, expression: str, scope: Mapping[str, Any]) -> Any: ...
 
 
 class ConditionScope(Mapping[str, Any]):

@@ -174,15 +174,15 @@ def test_s2_to_json_round_trip_of_constructed_blueprint() -> None:
 
 def test_s2_blueprint_is_frozen() -> None:
     bp = load_blueprint(base_dict())
-    with pytest.raises((AttributeError, TypeError)):
+    with pytest.raises(AttributeError, match="immutable type: 'WorkflowBlueprint'"):
         bp.id = "other"  # type: ignore[misc]
-    with pytest.raises((AttributeError, TypeError)):
+    with pytest.raises(AttributeError, match="immutable type: 'NodeDefinition'"):
         bp.nodes[0].uses = "other"  # type: ignore[misc]
-    with pytest.raises((AttributeError, TypeError)):
+    with pytest.raises(AttributeError, match="immutable type: 'NodeConfig'"):
         bp.nodes[1].config.max_retries = 9  # type: ignore[misc]
-    with pytest.raises((AttributeError, TypeError)):
+    with pytest.raises(AttributeError, match="immutable type: 'EdgeDefinition'"):
         bp.edges[0].target = "manual"  # type: ignore[misc]
-    with pytest.raises((AttributeError, TypeError)):
+    with pytest.raises(AttributeError, match="'tuple' object has no attribute 'append'"):
         bp.nodes.append(bp.nodes[0])  # type: ignore[attr-defined]
     assert bp.id == "orders"
     assert bp.nodes[1].config.max_retries == 3
@@ -318,8 +318,7 @@ def test_s2_wrong_type_of_uses() -> None:
 def test_s2_wrong_type_of_max_retries() -> None:
     data = base_dict()
     data["nodes"][1]["config"]["maxRetries"] = "three"
-    err = assert_blueprint_error(data, "nodes[1]")
-    assert "maxRetries" in str(err) or "max_retries" in str(err)
+    assert_blueprint_error(data, "Expected `int`, got `str`", "at `$.nodes[1].config.maxRetries`")
 
 
 def test_s2_wrong_type_of_nodes_list() -> None:
@@ -366,26 +365,25 @@ def test_s2_edge_from_unknown_source() -> None:
 def test_s2_fallback_naming_unknown_node() -> None:
     data = base_dict()
     data["nodes"][1]["config"]["fallback"] = "missing_fallback"
-    err = assert_blueprint_error(data, "missing_fallback")
-    msg = str(err)
-    assert "charge" in msg or "nodes[1]" in msg
+    assert_blueprint_error(
+        data, "fallback 'missing_fallback' of node 'charge' is not another node",
+        "at `$.nodes[1].config.fallback`")
 
 
 @pytest.mark.parametrize("value", [0, -1])
 def test_s2_max_retries_below_one(value: int) -> None:
     data = base_dict()
     data["nodes"][1]["config"]["maxRetries"] = value
-    err = assert_blueprint_error(data)
-    msg = str(err)
-    assert "charge" in msg or "nodes[1]" in msg, msg
+    assert_blueprint_error(
+        data, f"maxRetries must be >= 1 (total attempts), got {value}",
+        "at `$.nodes[1].config.maxRetries` (node 'charge')")
 
 
 def test_s2_negative_retry_delay() -> None:
     data = base_dict()
     data["nodes"][1]["config"]["retryDelay"] = -5
-    err = assert_blueprint_error(data)
-    msg = str(err)
-    assert "charge" in msg or "nodes[1]" in msg, msg
+    assert_blueprint_error(
+        data, "negative retryDelay at `$.nodes[1].config.retryDelay` (node 'charge')")
 
 
 def test_s2_zero_retry_delay_is_valid() -> None:
@@ -404,7 +402,7 @@ def test_s7_bad_condition_expression_is_expression_error() -> None:
         load_blueprint(data)
     assert isinstance(info.value, BlueprintError)
     msg = str(info.value)
-    assert "edges[0]" in msg or "fetch" in msg or "charge" in msg, msg
+    assert msg.endswith("in expression 'result.output.total > ' at `$.edges[0].condition`"), msg
 
 
 def test_s7_bad_transform_expression_is_expression_error() -> None:
@@ -453,9 +451,8 @@ def test_s8_cycle_without_loop_controller_is_rejected() -> None:
             {"source": "cyc_y", "target": "cyc_x"},
         ],
     }
-    err = assert_blueprint_error(data)
-    msg = str(err)
-    assert "cyc_x" in msg or "cyc_y" in msg, msg
+    # nodes are searched in blueprint order, so the cycle is reported from cyc_x
+    assert_blueprint_error(data, "cycle without a loop controller: cyc_x -> cyc_y -> cyc_x")
 
 
 def test_s8_self_loop_without_controller_is_rejected() -> None:

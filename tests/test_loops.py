@@ -342,10 +342,10 @@ async def test_max_iterations_exceeded_fails_run_with_iteration_count() -> None:
     assert trace.counts["spin"] == 5
     assert trace.counts["after"] == 0
     assert len(result.errors) == 1
-    message = result.errors[0].message
-    assert "5" in message
-    assert "iteration" in message
-    assert "lp" in message or result.errors[0].node_id == "lp"
+    (error,) = result.errors
+    assert (error.node_id, error.type, error.attempt) == ("lp", "LoopLimitError", 1)
+    assert error.message == (f"loop 'lp' of run '{result.run_id}' exceeded max_iterations=5: "
+                             "5 iterations ran and the condition still held")
     assert isinstance(result.context, dict)
 
 

@@ -108,10 +108,20 @@ class TracingMiddleware:
         span = self.tracer.start_span(
             f"node {flow_id}.{ctx.node_id}", context=parent, kind=SpanKind.INTERNAL,
             links=links, attributes=_node_attributes(ctx))
+        started = time.perf_counter()
+        if not span.is_recording():  # no SDK (or not sampled): only the duration metric
+            outcome = "error"
+            try:
+                result = await call_next()
+                outcome = "ok"
+                return result
+            finally:
+                self.node_duration.record(time.perf_counter() - started, {
+                    "flowcraft.flow_id": flow_id, "flowcraft.node_id": ctx.node_id,
+                    "flowcraft.outcome": outcome})
         key = (ctx.node_id, ctx.iteration)
         if run is not None:
             run.live[key] = span
-        started = time.perf_counter()
         outcome = "ok"
         try:
             with trace.use_span(span, record_exception=False, set_status_on_exception=False):

@@ -16,10 +16,12 @@ from flowcraft.errors import (
     ExpressionError,
     FatalError,
     FlowcraftError,
+    LoopLimitError,
     NodeExecutionError,
     NodeTimeoutError,
     ResumeError,
     RunNotFoundError,
+    SubflowError,
 )
 from flowcraft.eventlog import JsonlEventStore
 from flowcraft.events import Event, EventRecorder
@@ -44,6 +46,7 @@ __all__ = [
     "FlowRuntime",
     "FlowcraftError",
     "JsonlEventStore",
+    "LoopLimitError",
     "Node",
     "NodeConfig",
     "NodeContext",
@@ -54,6 +57,7 @@ __all__ = [
     "ResumeError",
     "RunNotFoundError",
     "Stepper",
+    "SubflowError",
     "WorkflowBlueprint",
     "WorkflowError",
     "WorkflowResult",

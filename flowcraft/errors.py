@@ -55,6 +55,14 @@ class RunNotFoundError(FlowcraftError):
     """No run with the given id exists (or it has expired)."""
 
 
+class LoopLimitError(FlowcraftError):
+    """A loop ran `max_iterations` times and its condition still held."""
+
+
+class SubflowError(FlowcraftError):
+    """A subflow ended failed, cancelled or stalled; the message carries the child's errors."""
+
+
 __all__ = [
     "BlueprintError",
     "BlueprintVersionError",
@@ -62,8 +70,10 @@ __all__ = [
     "ExpressionError",
     "FatalError",
     "FlowcraftError",
+    "LoopLimitError",
     "NodeExecutionError",
     "NodeTimeoutError",
     "ResumeError",
     "RunNotFoundError",
+    "SubflowError",
 ]

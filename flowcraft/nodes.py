@@ -25,7 +25,7 @@ class NodeContext:
 
     __slots__ = (
         "_logger", "attempt", "blueprint_id", "context", "dependencies", "input", "iteration",
-        "node_id", "params", "run_id", "services",
+        "node_id", "params", "run_id",
     )
 
     def __init__(
@@ -40,7 +40,6 @@ class NodeContext:
         blueprint_id: str,
         attempt: int = 1,
         iteration: int = 0,
-        services: Any = None,
     ) -> None:
         self.context = context
         self.input = input
@@ -51,7 +50,6 @@ class NodeContext:
         self.blueprint_id = blueprint_id
         self.attempt = attempt
         self.iteration = iteration
-        self.services = services
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
 
     @property

@@ -44,13 +44,22 @@ class Suspended(msgspec.Struct, frozen=True):
     child: dict[str, Any] | None = None
 
 
+class Handoff(msgspec.Struct, frozen=True):
+    """Returned (as a node output) by batch and subflow when the host handed the work to the
+    queue: the instance stays open and is completed when its items or child run end."""
+
+
+HANDOFF = Handoff()
+
 __all__ = [
     "BATCH",
     "BUILTIN_KINDS",
+    "HANDOFF",
     "LOOP_CONTROLLER",
     "SLEEP",
     "SUBFLOW",
     "WAIT",
+    "Handoff",
     "Suspended",
     "parse_duration",
 ]

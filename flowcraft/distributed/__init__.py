@@ -27,7 +27,7 @@ from flowcraft.distributed.protocols import (
     Resolution,
     StartOutcome,
 )
-from flowcraft.distributed.spec import GraphSpec, graph_spec
+from flowcraft.runtime.spec import GraphSpec, graph_spec
 
 __all__ = [
     "CRASH_AFTER_COMMIT_ENV",

@@ -41,14 +41,15 @@ from flowcraft.distributed.protocols import (
     QueuedJob,
     Resolution,
 )
-from flowcraft.distributed.spec import GraphSpec, graph_spec
 from flowcraft.errors import (
     BlueprintError,
     BlueprintVersionError,
     ContextError,
     FlowcraftError,
+    LoopLimitError,
     ResumeError,
     RunNotFoundError,
+    SubflowError,
 )
 from flowcraft.events import (
     BatchFinish,
@@ -67,7 +68,7 @@ from flowcraft.events import (
 from flowcraft.expressions import compile_expression
 from flowcraft.nodes import NodeContext, NodeResult
 from flowcraft.result import WorkflowError, WorkflowResult, utc_now
-from flowcraft.runtime.executor import Executor, failure_of
+from flowcraft.runtime.executor import Executor, RecoveredResult, failure_of
 from flowcraft.runtime.graph import BACK, CONTINUE, EXIT, CompiledNode, Graph
 from flowcraft.runtime.routing import (
     ExpressionEvaluator,
@@ -76,7 +77,8 @@ from flowcraft.runtime.routing import (
     loop_continues,
     resolve_inputs,
 )
-from flowcraft.runtime.runtime import FlowRuntime, LoopLimitError, SubflowError
+from flowcraft.runtime.runtime import FlowRuntime
+from flowcraft.runtime.spec import GraphSpec, graph_spec
 
 log = logging.getLogger("flowcraft.distributed")
 
@@ -461,7 +463,7 @@ class BaseDistributedAdapter:
         context = NodeScopedContext(buffered, run_id, node.id, listener)
         ctx = NodeContext(context=context, input=node_input, params=node.params,
                           dependencies=self.dependencies, run_id=run_id, node_id=node.id,
-                          blueprint_id=graph.id, iteration=payload.iteration, services=self)
+                          blueprint_id=graph.id, iteration=payload.iteration)
         await record(NodeStart(run_id=run_id, blueprint_id=graph.id, node_id=node.id,
                                iteration=payload.iteration, input=node_input))
         fallback = graph.by_id[node.config.fallback] if node.config.fallback else None
@@ -500,9 +502,14 @@ class BaseDistributedAdapter:
                                 iteration=payload.iteration, output=result.output,
                                 action=result.action))
         writes = buffered.encoded_writes()
-        writes += [(output_key(node.id), output_json), (node.id, output_json)]
-        buffered.writes[output_key(node.id)] = result.output
-        buffered.writes[node.id] = result.output
+        recorded = {node.id: result.output}
+        if type(result) is RecoveredResult:
+            recorded = {result.fallback_id: result.output, node.id: None}
+        for key, value in recorded.items():
+            raw = output_json if value is result.output else b"null"
+            writes += [(output_key(key), raw), (key, raw)]
+            buffered.writes[output_key(key)] = value
+            buffered.writes[key] = value
         resolutions = await self._route(graph, node, buffered, result, output_json, run_id,
                                         record)
         request = CommitRequest(
@@ -644,7 +651,7 @@ class BaseDistributedAdapter:
         ctx = NodeContext(context=NodeScopedContext(buffered, run_id, item_id),
                           input=_decode(raw_input), params={**node.params, "index": index},
                           dependencies=self.dependencies, run_id=run_id, node_id=item_id,
-                          blueprint_id=graph.id, iteration=payload.iteration, services=self)
+                          blueprint_id=graph.id, iteration=payload.iteration)
         fallback = graph.by_id[node.config.fallback] if node.config.fallback else None
         try:
             result = await Executor(self.runtime.middleware, record).execute(worker, ctx,
@@ -736,14 +743,14 @@ class BaseDistributedAdapter:
                 compile_expression(node.params["condition"]).names)
         await buffered.prefetch(names)
         if not loop_continues(node, buffered.view(names), self.evaluator):
-            return NodeResult(ctx.input, "break")
+            return NodeResult(None, "break")
         done = await self.store.loop_count(run_id, node.index, ctx.iteration) + 1
         limit = int(node.params.get("maxIterations", 1000))
         if done >= limit:
             raise LoopLimitError(
                 f"loop {node.id!r} of run {run_id!r} exceeded max_iterations={limit}: "
                 f"{done} iterations ran and the condition still held")
-        return NodeResult(ctx.input, "continue")
+        return NodeResult(None, "continue")
 
     def _recorder(self, events: list[Event]) -> Callable[[Event], Awaitable[None]]:
         """Collects events for the run's log and forwards them to the local bus."""

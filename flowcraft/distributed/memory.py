@@ -33,9 +33,9 @@ from flowcraft.distributed.protocols import (
     StartOutcome,
     inst_key,
 )
-from flowcraft.distributed.spec import ANY, CONTROLLER, FALLBACK_ONLY, GraphSpec
 from flowcraft.result import utc_now
 from flowcraft.runtime.graph import BACK, EXIT
+from flowcraft.runtime.spec import ANY, CONTROLLER, FALLBACK_ONLY, GraphSpec
 
 log = logging.getLogger("flowcraft.distributed.memory")
 

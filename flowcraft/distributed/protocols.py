@@ -21,7 +21,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from flowcraft.distributed.spec import GraphSpec
+from flowcraft.runtime.spec import GraphSpec
 
 RunState = Literal["running", "awaiting", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})

@@ -37,6 +37,13 @@ def _failure(cause: BaseException, attempt: int, node_id: str) -> NodeExecutionE
 Attempt = Callable[[NodeContext], Awaitable[Any]]
 
 
+class RecoveredResult(NodeResult):
+    """The result of a blueprint fallback node that stood in for the failed node: its output
+    flows along the failed node's edges and is recorded under `fallback_id`."""
+
+    fallback_id: str = ""
+
+
 def failure_of(exc: FlowcraftError, attempt: int) -> tuple[BaseException, int]:
     """What a failed node records: the cause a NodeExecutionError wraps (and its attempt), or
     any other flowcraft error itself at the given attempt."""
@@ -212,12 +219,13 @@ class Executor:
         fb_ctx = NodeContext(
             context=ctx.context, input=ctx.input, params=fallback.params,
             dependencies=ctx.dependencies, run_id=ctx.run_id, node_id=fallback.id,
-            blueprint_id=ctx.blueprint_id, iteration=ctx.iteration, services=ctx.services)
+            blueprint_id=ctx.blueprint_id, iteration=ctx.iteration)
         try:
-            return await self._execute(fallback, fb_ctx, None)
+            result = await self._execute(fallback, fb_ctx, None)
         except NodeExecutionError as fb_failure:
             cause = fb_failure.cause or fb_failure
             raise _failure(cause, failure.attempt, node.id) from cause
+        return RecoveredResult(result.output, result.action, fallback_id=fallback.id)
 
 
-__all__ = ["Executor", "failure_of", "retry_delay_s"]
+__all__ = ["Executor", "RecoveredResult", "failure_of", "retry_delay_s"]

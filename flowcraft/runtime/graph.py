@@ -1,7 +1,8 @@
 """A blueprint compiled once into index-based lookups, shared by every run of it.
 
 Routing, the in-memory scheduler and the distributed adapter all read this structure, so no
-code path scans the blueprint per node.
+code path scans the blueprint per node. The graph is built from `interop.normalize(blueprint)`:
+TS shapes (scatter/gather pairs) become our constructs here, once, for every host.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from flowcraft.blueprint import NodeConfig, WorkflowBlueprint
 from flowcraft.builtins.kinds import BATCH, BUILTIN_KINDS, LOOP_CONTROLLER
 from flowcraft.errors import BlueprintError
 from flowcraft.expressions import Expression, compile_expression
+from flowcraft.interop import controller_entries, normalize
 
 CONTINUE = "continue"
 BREAK = "break"
@@ -82,6 +84,8 @@ class Graph:
 
     def __init__(self, blueprint: WorkflowBlueprint, registry: Mapping[str, Any],
                  builtins: Mapping[str, Any] | None = None) -> None:
+        self.source = blueprint
+        blueprint = normalize(blueprint)
         self.blueprint = blueprint
         self.id = blueprint.id
         impls = {**(builtins or {}), **registry}
@@ -125,8 +129,14 @@ class Graph:
         for nd in blueprint.nodes:
             if nd.config.fallback:
                 self.by_id[nd.config.fallback].is_fallback_only = True
+        # A loop entered through its controller (an `any` join, checked at load) starts its body
+        # from the controller: the body's start node, whose only way in is the back edge, is
+        # not a start node of the flow.
+        entered = {e.target.id for c in controller_entries(blueprint)
+                   for e in self.by_id[c].out_edges if e.kind == BACK}
         self.start_nodes: tuple[CompiledNode, ...] = tuple(
-            n for n in nodes if not n.forward_in and not n.is_fallback_only)
+            n for n in nodes
+            if not n.forward_in and not n.is_fallback_only and n.id not in entered)
         self.condition_names: dict[int, frozenset[str]] = {
             n.index: frozenset().union(*(e.condition.names for e in n.out_edges if e.condition))
             for n in nodes

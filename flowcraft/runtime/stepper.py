@@ -11,7 +11,8 @@ from flowcraft.blueprint import WorkflowBlueprint
 from flowcraft.builder import Flow
 from flowcraft.events import WorkflowStart
 from flowcraft.result import WorkflowResult
-from flowcraft.runtime.runtime import FlowRuntime, Instance
+from flowcraft.runtime.runtime import FlowRuntime
+from flowcraft.runtime.scheduler import Instance
 
 
 class StepState(msgspec.Struct, frozen=True):
@@ -29,8 +30,8 @@ class Stepper:
 
     def __init__(self, runtime: FlowRuntime, flow: Flow | WorkflowBlueprint | str,
                  context: Mapping[str, Any] | None = None, run_id: str | None = None) -> None:
-        self._runtime = runtime
-        self._run = runtime._new_run(flow, context, run_id, False)
+        self._run = runtime.prepare(flow, context, run_id)
+        self._run.pending = self._run.start_instances()
         self._run.step_mode = True
         self._started = False
         self._completed: list[str] = []
@@ -43,8 +44,7 @@ class Stepper:
     @property
     def state(self) -> StepState:
         run = self._run
-        ready = ([i[0].id for i in self._runtime._start_instances(run)] if not self._started
-                 else [i[0].id for i in run.pending])
+        ready = [i[0].id for i in run.pending]
         status = self.result.status if self.result is not None else "running"
         return StepState(ready=[] if self.done else ready, completed=list(self._completed),
                          context=msgspec.to_builtins(run.data), status=status)
@@ -56,17 +56,15 @@ class Stepper:
         run = self._run
         if not self._started:
             self._started = True
-            if run.emit is not None:
-                await run.emit(WorkflowStart(run_id=run.run_id, blueprint_id=run.blueprint_id,
-                                             context=dict(run.data)))
-            run.pending = self._runtime._start_instances(run)
+            await run.emit(WorkflowStart(run_id=run.run_id, blueprint_id=run.blueprint_id,
+                                         context=dict(run.data)))
         wave: list[Instance] = run.pending
         run.pending = []
-        await self._runtime.run_lanes(run, wave)
+        await run.run_lanes(wave)
         ran = [instance[0].id for instance in wave]
         self._completed.extend(ran)
         if not run.pending or run.stopping:
-            self.result = await self._runtime._finish(run)
+            self.result = await run.finish()
         return ran
 
     async def run_to_end(self) -> WorkflowResult:

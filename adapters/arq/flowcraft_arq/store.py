@@ -29,8 +29,8 @@ from flowcraft.distributed.protocols import (
     ReconcileOutcome,
     StartOutcome,
 )
-from flowcraft.distributed.spec import GraphSpec
 from flowcraft.result import utc_now
+from flowcraft.runtime.spec import GraphSpec
 from flowcraft_arq.keys import DEFAULT_PREFIX, RunKeys, active_key
 
 log = logging.getLogger("flowcraft.arq.store")

@@ -1,0 +1,375 @@
+"""One in-memory run: dataflow scheduling over its `Book`, and the `Host` its constructs see.
+
+A node starts the moment its join condition holds; a finished node routes along its edges, and
+the lane that ran it goes on with one newly ready successor itself (no task hop on a chain) and
+spawns tasks for the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Coroutine, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+
+from flowcraft.builtins import SLEEP, Suspended, run_builtin
+from flowcraft.builtins.batch import concurrency_of, item_context
+from flowcraft.builtins.loop import CONTINUE
+from flowcraft.context import MemoryContext, NodeScopedContext, ensure_encodable, output_key
+from flowcraft.errors import ContextError, FlowcraftError, NodeExecutionError
+from flowcraft.events import (
+    ContextChange,
+    EdgeEvaluate,
+    Emit,
+    Event,
+    NodeErrorEvent,
+    NodeFinish,
+    NodeSkipped,
+    NodeStart,
+    WorkflowFinish,
+    WorkflowPause,
+)
+from flowcraft.expressions import ExpressionEvaluator
+from flowcraft.nodes import NodeContext, NodeResult
+from flowcraft.result import RunStatus, WorkflowError, WorkflowResult, utc_now
+from flowcraft.runtime.book import BACK, EXIT, Book
+from flowcraft.runtime.executor import RecoveredResult, failure_of
+from flowcraft.runtime.graph import CompiledNode, Graph
+from flowcraft.runtime.routing import decide_edges, edge_value, resolve_inputs
+from flowcraft.runtime.spec import graph_spec
+from flowcraft.runtime.state import Awaiting, PausedState
+
+if TYPE_CHECKING:
+    from flowcraft.runtime.replay import ReplayPlan
+    from flowcraft.runtime.runtime import FlowRuntime
+
+log = logging.getLogger("flowcraft.runtime")
+
+Instance = tuple[CompiledNode, int, Any]
+"""A ready node instance: (node, iteration, input)."""
+
+
+class Lanes:
+    """A run's concurrent lanes: asyncio tasks (spawning one is several times cheaper than an
+    anyio task) inside one anyio cancel scope, which `cancel` and outer scopes act on."""
+
+    __slots__ = ("_group", "_scope")
+
+    def __init__(self, group: asyncio.TaskGroup, scope: anyio.CancelScope) -> None:
+        self._group = group
+        self._scope = scope
+
+    def spawn(self, lane: Coroutine[Any, Any, None]) -> None:
+        self._group.create_task(lane)
+
+    def cancel(self) -> None:
+        self._scope.cancel()
+
+
+class Run:
+    """The mutable state of one in-memory run, and the host of its built-in constructs."""
+
+    def __init__(self, runtime: FlowRuntime, graph: Graph, run_id: str, data: dict[str, Any],
+                 paused: PausedState | None = None, durable_timers: bool = False) -> None:
+        self.runtime = runtime
+        self.graph = graph
+        self.run_id = run_id
+        self.blueprint_id = graph.id
+        self.context = MemoryContext(data)
+        self.data = data
+        self.bus: Emit | None = runtime._emit
+        self.book: Book[Any] = Book(graph_spec(graph), dict)
+        self.awaiting: dict[str, Awaiting] = {}
+        if paused is not None:
+            self.book.load(paused.book)
+            self.awaiting = {a.node_id: a for a in paused.awaiting}
+            durable_timers = paused.durable_timers
+        self.durable_timers = durable_timers
+        self.errors: list[WorkflowError] = []
+        self.failed = False
+        self.cancelled = False
+        self.limiter = (anyio.CapacityLimiter(runtime.concurrency)
+                        if runtime.concurrency else None)
+        self.lanes: Lanes | None = None
+        self.step_mode = False
+        self.pending: list[Instance] = []
+        self.replay: ReplayPlan | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self.failed or self.cancelled
+
+    # -- Host -------------------------------------------------------------------------------
+
+    @property
+    def evaluator(self) -> ExpressionEvaluator | None:
+        return self.runtime.evaluator
+
+    async def scope(self, names: Collection[str]) -> Mapping[str, Any]:
+        return self.data
+
+    async def loop_count(self, node: CompiledNode, iteration: int) -> int:
+        return self.book.loop_count(node.index, iteration)
+
+    async def delay(self, node: CompiledNode, ctx: NodeContext, ms: float) -> NodeResult:
+        if self.durable_timers:
+            return NodeResult(Suspended(kind=SLEEP,
+                                        wake_at=utc_now() + timedelta(milliseconds=ms)))
+        await anyio.sleep(ms / 1000.0)
+        return NodeResult(ctx.input)
+
+    async def fan_out(self, node: CompiledNode, ctx: NodeContext,
+                      items: list[Any]) -> list[Any] | None:
+        worker = node.batch_worker
+        assert worker is not None
+        fallback = self.graph.by_id[node.config.fallback] if node.config.fallback else None
+        executor = self.runtime._executor
+        outputs: list[Any] = [None] * len(items)
+        limiter = anyio.CapacityLimiter(concurrency_of(node, len(items)))
+        failures: list[NodeExecutionError] = []
+
+        async def one(index: int, item: Any) -> None:
+            async with limiter:
+                item_ctx = item_context(node, ctx.context, index, item, run_id=self.run_id,
+                                        blueprint_id=self.blueprint_id,
+                                        iteration=ctx.iteration,
+                                        dependencies=self.runtime.dependencies)
+                try:
+                    result = await executor.execute(worker, item_ctx, fallback)
+                except NodeExecutionError as failure:
+                    # The first failing item fails the batch; the others are cancelled.
+                    failures.append(failure)
+                    group.cancel_scope.cancel()
+                    return
+                outputs[index] = result.output
+
+        async with anyio.create_task_group() as group:
+            for index, item in enumerate(items):
+                group.start_soon(one, index, item)
+        if failures:
+            raise failures[0]
+        return outputs
+
+    async def run_child(self, node: CompiledNode, ctx: NodeContext, blueprint_id: str,
+                        context: dict[str, Any], run_id: str) -> WorkflowResult:
+        return await self.runtime.run(blueprint_id, context=context, run_id=run_id,
+                                      durable_timers=self.durable_timers)
+
+    async def emit(self, event: Event) -> None:
+        if self.bus is not None:
+            await self.bus(event)
+
+    # -- lanes ------------------------------------------------------------------------------
+
+    def start_instances(self) -> list[Instance]:
+        nodes = self.graph.nodes
+        return [(nodes[f.node], f.iteration, f.input) for f in self.book.start(None)]
+
+    async def run_lanes(self, ready: list[Instance]) -> None:
+        """Run `ready` and everything they lead to (or, in step mode, just `ready`)."""
+        with anyio.CancelScope() as scope:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    self.lanes = Lanes(group, scope)
+                    for instance in ready[1:]:
+                        group.create_task(self._lane(instance))
+                    if ready:
+                        await self._lane(ready[0])
+            finally:
+                self.lanes = None
+
+    def cancel(self) -> bool:
+        if self.lanes is None:
+            return False
+        self.cancelled = True
+        self.lanes.cancel()
+        return True
+
+    async def _lane(self, instance: Instance) -> None:
+        limiter = self.limiter
+        if limiter is not None:
+            async with limiter:
+                await self._lane_steps(instance)
+        else:
+            await self._lane_steps(instance)
+
+    async def _lane_steps(self, instance: Instance) -> None:
+        current: Instance | None = instance
+        while current is not None and not self.stopping:
+            ready = await self._execute(*current)
+            if not ready:
+                return
+            if self.step_mode:
+                self.pending.extend(ready)
+                return
+            lanes = self.lanes
+            assert lanes is not None
+            for extra in ready[1:]:
+                lanes.spawn(self._lane(extra))
+            current = ready[0]
+
+    # -- one instance -----------------------------------------------------------------------
+
+    def node_context(self, node: CompiledNode, iteration: int, node_input: Any) -> NodeContext:
+        return NodeContext(
+            context=self._scoped(node.id, iteration), input=node_input, params=node.params,
+            dependencies=self.runtime.dependencies, run_id=self.run_id, node_id=node.id,
+            blueprint_id=self.blueprint_id, iteration=iteration)
+
+    def _scoped(self, node_id: str, iteration: int) -> NodeScopedContext:
+        bus = self.bus
+        if bus is None:
+            return NodeScopedContext(self.context, self.run_id, node_id)
+
+        async def changed(key: str, op: str, value: Any) -> None:
+            await bus(ContextChange(run_id=self.run_id, blueprint_id=self.blueprint_id,
+                                    key=key, op=op, node_id=node_id, iteration=iteration,
+                                    value=value))
+
+        return NodeScopedContext(self.context, self.run_id, node_id, changed)
+
+    async def _execute(self, node: CompiledNode, iteration: int,
+                       given_input: Any) -> list[Instance]:
+        """Run one instance, record its output, route; return the instances it made ready."""
+        node_input = (resolve_inputs(node.inputs, self.data, self.graph.by_id)
+                      if node.inputs is not None else given_input)
+        ctx = self.node_context(node, iteration, node_input)
+        if self.bus is not None:
+            await self.bus(NodeStart(run_id=self.run_id, blueprint_id=self.blueprint_id,
+                                     node_id=node.id, iteration=iteration, input=node_input))
+        try:
+            recorded = self.replay.recall(node.id, iteration) if self.replay else None
+            if recorded is not None:
+                result = await recorded.apply(ctx)
+            elif node.kind is None:
+                fallback = self.graph.by_id[node.config.fallback] if node.config.fallback \
+                    else None
+                result = await self.runtime._executor.execute(node, ctx, fallback)
+            else:
+                result = await run_builtin(node, ctx, self)
+        except FlowcraftError as exc:
+            await self.fail(node, iteration, *failure_of(exc, ctx.attempt))
+            return []
+        if type(result.output) is Suspended:
+            self.suspend(node, iteration, result.output)
+            return []
+        return await self.complete(node, iteration, result)
+
+    async def complete(self, node: CompiledNode, iteration: int,
+                       result: NodeResult) -> list[Instance]:
+        """Record a finished instance's output and route along its edges."""
+        output = result.output
+        key = output_key(node.id)
+        try:
+            ensure_encodable(key, output)
+        except ContextError as exc:
+            await self.fail(node, iteration, ContextError(
+                f"run {self.run_id!r}, node {node.id!r}: output {exc}"), 1)
+            return []
+        data = self.data
+        if type(result) is RecoveredResult:
+            # as TS Flowcraft records it: the fallback's output under the fallback's id
+            data[output_key(result.fallback_id)] = data[result.fallback_id] = output
+            data[key] = data[node.id] = None
+        else:
+            data[key] = data[node.id] = output
+        if self.bus is not None:
+            await self.bus(NodeFinish(run_id=self.run_id, blueprint_id=self.blueprint_id,
+                                      node_id=node.id, iteration=iteration, output=output,
+                                      action=result.action))
+        if self.stopping or not node.out_edges:
+            return []
+        return await self._route(node, iteration, result)
+
+    async def _route(self, node: CompiledNode, iteration: int,
+                     result: NodeResult) -> list[Instance]:
+        evaluator = self.runtime.evaluator
+        if node.is_controller and result.action == CONTINUE:
+            chosen = [(e, True) for e in node.out_edges if e.kind == BACK]
+        else:
+            flags = decide_edges(node, result, self.data, evaluator)
+            chosen = list(zip(node.out_edges, flags, strict=True))
+            if node.is_controller:
+                chosen = [(e, taken) for e, taken in chosen if e.kind == EXIT]
+        bus = self.bus
+        decisions = []
+        for edge, taken in chosen:
+            if bus is not None:
+                await bus(EdgeEvaluate(run_id=self.run_id, blueprint_id=self.blueprint_id,
+                                       source=node.id, target=edge.target.id, taken=taken,
+                                       action=edge.action, condition=edge.condition_source))
+            value = edge_value(edge, result.output, self.data, evaluator) if taken else None
+            decisions.append((edge.index, taken, value))
+        routed = self.book.route(node.index, iteration, decisions)
+        nodes = self.graph.nodes
+        if bus is not None:
+            for skipped, skipped_iteration in routed.skipped:
+                await bus(NodeSkipped(run_id=self.run_id, blueprint_id=self.blueprint_id,
+                                      node_id=nodes[skipped].id, iteration=skipped_iteration))
+        return [(nodes[f.node], f.iteration, f.input) for f in routed.fired]
+
+    def suspend(self, node: CompiledNode, iteration: int, signal: Suspended) -> None:
+        self.awaiting[node.id] = Awaiting(node_id=node.id, iteration=iteration,
+                                          kind=signal.kind, wake_at=signal.wake_at,
+                                          child=signal.child)
+
+    # -- failure and the end of a run -------------------------------------------------------
+
+    async def fail(self, node: CompiledNode, iteration: int, cause: BaseException,
+                   attempt: int) -> None:
+        """Fail-fast: the run is failed for good and no new node starts (nodes running
+        finish); so a failed node's successors, poisoned or cancelled, never run."""
+        error = WorkflowError(node_id=node.id, message=str(cause) or type(cause).__name__,
+                              type=type(cause).__name__, attempt=attempt, timestamp=utc_now())
+        log.info("run %s: node %s failed: %s", self.run_id, node.id, error.message)
+        self.errors.append(error)
+        self.failed = True
+        if self.bus is not None:
+            await self.bus(NodeErrorEvent(run_id=self.run_id, blueprint_id=self.blueprint_id,
+                                          node_id=node.id, iteration=iteration, error=error))
+
+    async def finish(self) -> WorkflowResult:
+        status: RunStatus
+        if self.cancelled:
+            status = "cancelled"
+        elif self.failed:
+            status = "failed"
+        elif self.awaiting:
+            status = "awaiting"
+        elif self.book.stalled():
+            status = "stalled"
+        else:
+            status = "completed"
+        result = WorkflowResult(
+            run_id=self.run_id, status=status, context=_plain(self.data),
+            errors=list(self.errors),
+            awaiting=list(self.awaiting) if status == "awaiting" else [],
+            blueprint_id=self.blueprint_id)
+        if status == "awaiting":
+            result.state = msgspec.to_builtins(PausedState(
+                book=self.book.to_dict(), awaiting=list(self.awaiting.values()),
+                durable_timers=self.durable_timers))
+            result.wake_at = {a.node_id: a.wake_at for a in self.awaiting.values()
+                              if a.wake_at is not None}
+        if self.bus is not None:
+            if status == "awaiting":
+                await self.bus(WorkflowPause(run_id=self.run_id, blueprint_id=self.blueprint_id,
+                                             awaiting=list(result.awaiting)))
+            else:
+                await self.bus(WorkflowFinish(run_id=self.run_id,
+                                              blueprint_id=self.blueprint_id, status=status,
+                                              errors=list(self.errors)))
+        return result
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    """The context as JSON-shaped data: what a distributed run would return too."""
+    plain: dict[str, Any] = msgspec.to_builtins(data)
+    return plain
+
+
+__all__ = ["Instance", "Lanes", "Run"]

@@ -188,6 +188,12 @@ def validate_blueprint(blueprint: WorkflowBlueprint) -> None:
     cycle = find_cycle(blueprint)
     if cycle:
         raise BlueprintError("cycle without a loop controller: " + " -> ".join(cycle))
+    # TS shapes (batch pairs, built-in class names, loops entered through the controller):
+    # imported here because interop builds on this module.
+    from flowcraft.interop import check_controller_entries, normalize
+
+    normalize(blueprint)
+    check_controller_entries(blueprint)
 
 
 def _positive_int(value: Any) -> bool:

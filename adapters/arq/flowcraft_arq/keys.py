@@ -2,9 +2,10 @@
 
 All keys of one run carry the hash tag `{<run_id>}`, so a run lives in one Redis Cluster slot and
 its Lua scripts touch a single slot. The only keys without a run's hash tag are the documented
-globals: the `runs:active` index (run id -> last progress, for the reconciler) and arq's own
-queue keys. The blueprint-id fallback key `<prefix>:blueprint:{<run_id>}` is kept apart from the
-run's metadata on purpose (reconcile reads it when the metadata lost the blueprint id).
+globals: the `runs:active` index (run id -> last progress, for the reconciler), the
+reconciler's lock and arq's own queue keys. The blueprint-id fallback key
+`<prefix>:blueprint:{<run_id>}` is kept apart from the run's metadata on purpose (reconcile
+reads it when the metadata lost the blueprint id).
 """
 
 from __future__ import annotations
@@ -44,9 +45,29 @@ def active_key(prefix: str) -> str:
     return f"{prefix}:runs:active"
 
 
+def runs_index_key(prefix: str) -> str:
+    """Global sorted set: every run id -> ms it was created (the dashboard's run list).
+
+    Written by `lua/start_run.lua`, which derives the name from the run's meta key
+    (`<prefix>:{<run>}:meta` -> `<prefix>:runs:all`): keep the two in step. Members of runs
+    whose keys expired are pruned lazily by the dashboard when it meets them.
+    """
+    return f"{prefix}:runs:all"
+
+
+def reconcile_lock_key(prefix: str) -> str:
+    """Global string: the automatic reconciler's lock (`SET NX PX`, a worker's random token).
+
+    Whoever sets it runs the reconcile pass of the current interval; it is not released but
+    expires after the interval, so one pass per interval runs in the whole deployment.
+    """
+    return f"{prefix}:reconcile:lock"
+
+
 def run_pattern(prefix: str) -> str:
     """A SCAN pattern matching every key of every run under `prefix`."""
     return f"{prefix}:*"
 
 
-__all__ = ["DEFAULT_PREFIX", "RunKeys", "active_key", "run_pattern"]
+__all__ = ["DEFAULT_PREFIX", "RunKeys", "active_key", "reconcile_lock_key", "run_pattern",
+           "runs_index_key"]

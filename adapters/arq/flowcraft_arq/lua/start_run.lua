@@ -26,6 +26,8 @@ if #A.ctx > 0 then
   redis.call('HSET', K_CTX, unpack(A.ctx))
 end
 redis.call('SET', K_BP, A.bp)
+-- the run list index (keys.runs_index_key): <prefix>:{<run>}:meta -> <prefix>:runs:all
+redis.call('ZADD', string.sub(K_META, 1, #K_META - #RUN_ID - 8) .. ':runs:all', A.now, RUN_ID)
 events(A.ev)
 local fired = {}
 for i = 1, #A.start do

@@ -16,7 +16,7 @@ $(STAMP): $(PY) pyproject.toml
 	touch $@
 
 $(DEV_STAMP): $(STAMP) adapters/arq/pyproject.toml
-	$(PY) -m pip install -q -e '.[dev]' -e adapters/arq
+	$(PY) -m pip install -q -e '.[dev]' -e 'adapters/arq[dashboard]'
 	touch $@
 
 demo: $(STAMP)

@@ -112,6 +112,23 @@ async def _watch(args: argparse.Namespace) -> int:
     return EXIT_FAILED if status in ("failed", "cancelled") else EXIT_OK
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from flowcraft_arq.dashboard import create_app
+    except ImportError as exc:
+        raise UsageError(f"the dashboard needs its extra: pip install 'flowcraft-arq[dashboard]' "
+                         f"({exc})") from None
+    app = create_app(args.redis, prefix=args.prefix, queue_name=args.queue,
+                     read_only=args.read_only, auth=args.token, flows=_flows(args.flow))
+    sys.stderr.write(f"flowcraft dashboard on http://{args.host}:{args.port}/"
+                     + ("?token=..." if args.token else "") + "\n")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                timeout_graceful_shutdown=2)
+    return EXIT_OK
+
+
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
@@ -155,6 +172,15 @@ def add_subcommands(sub: Any) -> None:
     _common(watch)
     watch.add_argument("--json", action="store_true", help="one JSON event per line")
     watch.set_defaults(handler=_sync(_watch))
+    dash = sub.add_parser("dashboard", help="web dashboard of distributed runs")
+    _common(dash, run_id=False)
+    dash.add_argument("--host", default="127.0.0.1", help="address to bind (default local only)")
+    dash.add_argument("--port", type=int, default=8484)
+    dash.add_argument("--read-only", action="store_true", help="no actions: POSTs get 403")
+    dash.add_argument("--token", help="require this token (open the page once with ?token=T)")
+    dash.add_argument("--flow", action="append", help="module:flow served by the workers "
+                      "(draws its graph, enables resume and re-drive)")
+    dash.set_defaults(handler=_dashboard)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,7 @@ from flowcraft.distributed.adapter import (
 )
 from flowcraft.distributed.protocols import JobPayload, QueuedJob
 from flowcraft.runtime.routing import ExpressionEvaluator
+from flowcraft_arq import reconciler
 from flowcraft_arq.keys import DEFAULT_PREFIX
 from flowcraft_arq.store import RedisRunStore
 
@@ -169,6 +170,8 @@ def worker_settings(
     version_grace_s: float = 60.0,
     on_startup: StartupHook | None = None,
     on_shutdown: StartupHook | None = None,
+    reconcile_every: float | None = reconciler.DEFAULT_RECONCILE_EVERY,
+    reconcile_stalled_after: float | None = None,
 ) -> type:
     """A WorkerSettings class for `arq module.WorkerSettings` or `arq.worker.Worker(**...)`.
 
@@ -176,8 +179,16 @@ def worker_settings(
     delay would add up to half a second per node). `job_timeout` (s) also bounds how long arq
     waits before re-running the job of a worker that died (`job_timeout + 10 s`). `lease_ms`
     is how long a dead worker blocks an instance for `reconcile`.
+
+    `reconcile_every` (s): every worker tries to run a reconcile pass this often, one at a time
+    under a Redis lock (None: off, reconcile by hand). `reconcile_stalled_after` (s) is the
+    pass's `stalled_after`; by default max(60 s, 2 * lease, longest sleep of `flows` + 60 s).
     """
     flow_list = list(flows)
+    every = reconciler.check_seconds("reconcile_every", reconcile_every)
+    stalled_after = reconciler.check_seconds("reconcile_stalled_after", reconcile_stalled_after)
+    if stalled_after is None:
+        stalled_after = reconciler.default_stalled_after(flow_list, lease_ms)
     adapter_kwargs: dict[str, Any] = {
         "queue_name": queue_name, "prefix": prefix, "result_ttl": result_ttl,
         "dependencies": dependencies, "registry": registry, "middleware": middleware,
@@ -186,11 +197,16 @@ def worker_settings(
     }
 
     async def startup(ctx: dict[str, Any]) -> None:
-        ctx[ADAPTER_CTX_KEY] = ArqAdapter(ctx["redis"], flow_list, **adapter_kwargs)
+        adapter = ctx[ADAPTER_CTX_KEY] = ArqAdapter(ctx["redis"], flow_list, **adapter_kwargs)
+        if every is not None:
+            reconciler.start(ctx, reconciler.Reconciler(
+                ctx["redis"], adapter.reconcile, prefix=prefix, every=every,
+                stalled_after=stalled_after))
         if on_startup is not None:
             await on_startup(ctx)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        await reconciler.stop(ctx)
         if on_shutdown is not None:
             await on_shutdown(ctx)
 
@@ -210,6 +226,8 @@ def worker_settings(
         "health_check_interval": 60,
         "flowcraft_flows": flow_list,
         "flowcraft_prefix": prefix,
+        "flowcraft_reconcile_every": every,
+        "flowcraft_reconcile_stalled_after": stalled_after,
     }
     return type("WorkerSettings", (), attrs)
 

@@ -45,6 +45,16 @@ def active_key(prefix: str) -> str:
     return f"{prefix}:runs:active"
 
 
+def runs_index_key(prefix: str) -> str:
+    """Global sorted set: every run id -> ms it was created (the dashboard's run list).
+
+    Written by `lua/start_run.lua`, which derives the name from the run's meta key
+    (`<prefix>:{<run>}:meta` -> `<prefix>:runs:all`): keep the two in step. Members of runs
+    whose keys expired are pruned lazily by the dashboard when it meets them.
+    """
+    return f"{prefix}:runs:all"
+
+
 def reconcile_lock_key(prefix: str) -> str:
     """Global string: the automatic reconciler's lock (`SET NX PX`, a worker's random token).
 
@@ -59,4 +69,5 @@ def run_pattern(prefix: str) -> str:
     return f"{prefix}:*"
 
 
-__all__ = ["DEFAULT_PREFIX", "RunKeys", "active_key", "reconcile_lock_key", "run_pattern"]
+__all__ = ["DEFAULT_PREFIX", "RunKeys", "active_key", "reconcile_lock_key", "run_pattern",
+           "runs_index_key"]

@@ -7,6 +7,8 @@ import enum
 import json
 import math
 import os
+import re
+import string
 import sys
 import time
 import types
@@ -800,25 +802,105 @@ TOKENS = [
 ]
 
 
+ASCII_SPACE = " \t\n\r\x0b\x0c"  # what the lexer skips (`\s` under re.ASCII)
+# characters that always lex as a token of their own kind, outside a string
+PLAIN = frozenset(string.ascii_letters + string.digits + "_" + ASCII_SPACE + "-+*/%<>!()[].,")
+POSITION = re.compile(r" at position (\d+) in expression ")
+
+
+def _assert_names_a_position(error: ExpressionError, source: str) -> None:
+    (position,) = POSITION.findall(str(error))
+    assert 0 <= int(position) <= len(source), str(error)
+
+
+def _text_verdict(source: str) -> str | None:
+    """The error prefix `source` must be rejected with, when the text alone decides it."""
+    if not source.strip(ASCII_SPACE):
+        return f"empty expression at position {len(source)} in expression "
+    for position, char in enumerate(source):
+        if char in PLAIN:
+            continue
+        if char in "\"'=&|?":  # may open a string or belong to `==`, `&&`, `||`, `?.`: open
+            return None
+        return f"unexpected character {char!r} at position {position} in expression "
+    return None  # only characters of the language: whether they form an expression is open
+
+
 @FAST
 @given(st.text(max_size=200))
 def test_random_text_only_raises_expression_error(source: str) -> None:
+    """Blank text, and text whose first character outside the language comes before any quote
+    or `= & | ?`, must be rejected exactly there. Whether any other text parses is open (only a
+    second parser could tell), so there the test only requires one of two clean outcomes: an
+    ExpressionError naming a position inside the text, or an expression keeping its source.
+    (200 characters never reach MAX_EXPRESSION_LENGTH, so the length error cannot occur.)"""
+    expected = _text_verdict(source)
     try:
         expression = compile_expression(source)
     except ExpressionError as error:
-        assert "at position" in str(error) or "characters long" in str(error)
+        if expected is not None:
+            assert str(error).startswith(expected), (str(error), expected)
+        _assert_names_a_position(error, source)
     else:
+        assert expected is None, f"{source!r} loaded; expected {expected!r}"
         assert expression.source == source
+
+
+# the first of these outside a string stops the lexer (spaced out, none can join a neighbour)
+LEX_ERRORS = {
+    "\\": "unexpected character '\\\\'", "\\u": "unexpected character '\\\\'",
+    "{": "unexpected character '{'", "}": "unexpected character '}'",
+    "?": "unexpected character '?'", "=": "unexpected '=' (use '==' to compare)",
+    "&": "unexpected '&' (use '&&')", "|": "unexpected '|' (use '||')",
+}
+NEVER_VALID = frozenset({"\\", "\\u", "{", "}", ","})  # no token joins these, none parses them
+NEEDS_OPERAND = frozenset({
+    "(", "[", ".", "?.", ",", "+", "-", "*", "/", "%", "==", "===", "!=", "!==", "<", "<=", ">",
+    ">=", "&&", "||", "!",
+})
+NEEDS_OPERAND_WORDS = frozenset({"not", "and", "or", "in"})  # joined to a neighbour unless spaced
+
+
+def _soup_verdict(tokens: list[str], spaced: bool) -> str | None:
+    """The error prefix the soup must be rejected with ("" when only rejection is certain), or
+    None when the tokens alone do not decide it."""
+    if "'" in tokens or '"' in tokens:
+        return None  # a lone quote may swallow the rest into a string, or be closed by another
+    if not tokens:
+        return "empty expression at position 0 in expression "
+    if spaced:
+        position = 0
+        for token in tokens:
+            if token in LEX_ERRORS:
+                return f"{LEX_ERRORS[token]} at position {position} in expression "
+            position += len(token) + 1
+    unbalanced = (tokens.count("(") != tokens.count(")")
+                  or tokens.count("[") != tokens.count("]"))
+    member_name = len(tokens) > 1 and tokens[-2] in (".", "?.")  # `a . not` reads member "not"
+    dangling = tokens[-1] in NEEDS_OPERAND or (
+        spaced and tokens[-1] in NEEDS_OPERAND_WORDS and not member_name)
+    if NEVER_VALID.intersection(tokens) or unbalanced or dangling:
+        return ""
+    return None
 
 
 @FAST
 @given(st.lists(st.sampled_from(TOKENS), max_size=40), st.booleans())
 def test_random_token_soup_only_raises_expression_error(tokens: list[str], spaced: bool) -> None:
+    """A soup that is empty, has a lexer error (when spaced), a comma, a backslash or brace,
+    unbalanced brackets, or ends wanting an operand must be rejected (with the exact message
+    where the tokens decide which error comes first). Whether any other soup parses is open:
+    it must either raise an ExpressionError naming a position or compile and evaluate."""
     source = (" " if spaced else "").join(tokens)
+    expected = _soup_verdict(tokens, spaced)
     try:
         expression = compile_expression(source)
-    except ExpressionError:
+    except ExpressionError as error:
+        if expected is not None:
+            assert str(error).startswith(expected), (str(error), expected)
+        _assert_names_a_position(error, source)
         return
+    assert expected is None, f"{source!r} loaded; expected {expected!r}"
     expression.evaluate({"a": 1, "b": [1, 2], "result": {"output": {"x": 1}}})
 
 
@@ -859,21 +941,35 @@ BINARY_OPS = [
 ]
 
 
-def _extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+# A generated expression is labelled with the parser depth it needs (sub-expressions parsed one
+# level deeper: a parenthesis, an operand right of an operator, a unary operand, an index, len's
+# argument), so a test knows whether it must load or must be refused as nested too deeply.
+Labelled = tuple[str, int]
+_LOOSER_THAN_NOT = frozenset({"and", "&&", "or", "||"})
+
+
+def _binary_depth(left: Labelled, op: str, right: Labelled) -> int:
+    # a bare `not x` on the left takes a tighter operator and its right operand inside itself
+    inside_not = left[0].startswith("not ") and op not in _LOOSER_THAN_NOT
+    return max(1 + left[1], (3 if inside_not else 2) + right[1])
+
+
+def _extend(inner: st.SearchStrategy[Labelled]) -> st.SearchStrategy[Labelled]:
     binary = st.tuples(inner, st.sampled_from(BINARY_OPS), inner)
     unary = st.tuples(st.sampled_from(["-", "!", "not "]), inner)
     member = st.tuples(inner, st.sampled_from([".", "?."]), member_names)
     index = st.tuples(inner, st.sampled_from(["[", "?.["]), inner)
     return st.one_of(
-        binary.map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
-        unary.map(lambda t: f"{t[0]}({t[1]})"),
-        member.map(lambda t: f"({t[0]}){t[1]}{t[2]}"),
-        index.map(lambda t: f"({t[0]}){t[1]}{t[2]}]"),
-        inner.map(lambda e: f"len({e})"),
+        binary.map(lambda t: (f"({t[0][0]} {t[1]} {t[2][0]})", _binary_depth(*t))),
+        unary.map(lambda t: (f"{t[0]}({t[1][0]})", 2 + t[1][1])),
+        member.map(lambda t: (f"({t[0][0]}){t[1]}{t[2]}", 1 + t[0][1])),
+        index.map(lambda t: (f"({t[0][0]}){t[1]}{t[2][0]}]", 1 + max(t[0][1], t[2][1]))),
+        inner.map(lambda e: (f"len({e[0]})", 1 + e[1])),
     )
 
 
-expressions = st.recursive(st.one_of(literals, names), _extend, max_leaves=25)
+expressions = st.recursive(st.one_of(literals, names).map(lambda leaf: (leaf, 0)), _extend,
+                           max_leaves=25)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
@@ -939,13 +1035,17 @@ def test_string_literals_round_trip_json_escapes(text: str) -> None:
 
 @FAST
 @given(expressions, scopes)
-def test_random_well_formed_expressions_evaluate(source: str, scope: dict[str, Any]) -> None:
-    try:
-        expression = compile_expression(source)
-        compile_expression(f"!({source})")
-    except ExpressionError as error:  # rare: the generator nested deeper than MAX_DEPTH
-        assert f"deeper than {MAX_DEPTH}" in str(error)
-        assume(False)
+def test_random_well_formed_expressions_evaluate(labelled: Labelled,
+                                                 scope: dict[str, Any]) -> None:
+    """Every generated expression loads, unless its label says it nests deeper than MAX_DEPTH
+    (with 25 leaves the deepest seen is about 10; the deep branch is decided all the same)."""
+    source, depth = labelled
+    if depth + 2 > MAX_DEPTH:  # `!(...)` adds two levels
+        too_deep = source if depth > MAX_DEPTH else f"!({source})"
+        with pytest.raises(ExpressionError, match=f"nested deeper than {MAX_DEPTH} levels"):
+            compile_expression(too_deep)
+        return
+    expression = compile_expression(source)
     assert expression.names <= frozenset(NAMES)
     started = time.perf_counter()
     value = expression.evaluate(scope)
@@ -954,3 +1054,31 @@ def test_random_well_formed_expressions_evaluate(source: str, scope: dict[str, A
     # internals are only reachable as attributes here, and attribute access refuses them
     assert not _is_internal(value)
     assert negated is (not _truthy(value))
+
+
+# Ways to break a well-formed expression S, with the error each must give: (template, message,
+# where the error points given len(S), parser levels the template adds around S).
+BREAKAGES = [
+    ("{} +", "unexpected end of expression", lambda n: n + 2, 1),
+    ("({}", "expected ')' but the expression ended", lambda n: n + 1, 1),
+    ("{})", "unexpected ')'", lambda n: n, 0),
+    ("{} @", "unexpected character '@'", lambda n: n + 1, 0),
+    ("({0}) ({0})", "only len(...) can be called", lambda n: n + 3, 1),
+    ("({0}) == ({0}) == ({0})", "chained comparisons are ambiguous; add parentheses",
+     lambda n: 2 * n + 9, 2),
+]
+
+
+@FAST
+@given(expressions, st.sampled_from(BREAKAGES))
+def test_random_broken_expressions_are_rejected_where_they_break(
+        labelled: Labelled, breakage: tuple[str, str, Any, int]) -> None:
+    """Invalid by construction: each must be rejected with its own message and position."""
+    source, depth = labelled
+    template, message, position, levels = breakage
+    assume(depth + levels <= MAX_DEPTH)
+    broken = template.format(source)
+    with pytest.raises(ExpressionError) as info:
+        compile_expression(broken)
+    assert str(info.value).startswith(
+        f"{message} at position {position(len(source))} in expression "), str(info.value)

@@ -670,10 +670,12 @@ def test_deepest_expressions_evaluate_from_a_deep_call_stack() -> None:
     while True:
         try:
             compile_expression(unit * (levels + 1) + "x" + ")" * (levels + 1))
-        except ExpressionError:
+        except ExpressionError as error:
+            assert str(error).startswith(f"expression nested deeper than {MAX_DEPTH} levels")
             break
         levels += 1
-    assert levels >= MAX_DEPTH // 4
+    # each unit nests twice: the operand right of `or`, then the parenthesis
+    assert levels == MAX_DEPTH // 2
     expression = compile_expression(unit * levels + "x" + ")" * levels)
     scope = {"a": 1, "b": 1, "c": 1, "d": 3, "e": 0, "x": "bottom"}
 

@@ -1,0 +1,125 @@
+"""Flows and a real uvicorn server for the dashboard tests.
+
+`gated` nodes block until the test opens their gate (an asyncio.Event per run, shared with the
+in-process arq worker), so a test controls exactly when a run moves on while the page is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+
+from flowcraft import Flow, NodeContext, NodeResult
+from flowcraft_arq.dashboard import create_app
+from flowcraft_arq.testing import free_port
+
+GATES: dict[str, asyncio.Event] = {}
+
+
+def gate(run_id: str) -> asyncio.Event:
+    return GATES.setdefault(run_id, asyncio.Event())
+
+
+async def prepare(ctx: NodeContext) -> dict[str, Any]:
+    return {"order": await ctx.context.get("order", 0)}
+
+
+async def gated(ctx: NodeContext) -> str:
+    await gate(ctx.run_id).wait()
+    return "through the gate"
+
+
+async def finish(ctx: NodeContext) -> str:
+    return f"finished after {ctx.input!r}"
+
+
+async def echo(ctx: NodeContext) -> Any:
+    return ctx.input
+
+
+async def check(ctx: NodeContext) -> NodeResult:
+    return NodeResult(output={"ok": True}, action="valid")
+
+
+async def item_work(ctx: NodeContext) -> int:
+    return int(ctx.input) * 10
+
+
+async def fails(ctx: NodeContext) -> str:
+    raise ValueError("card declined <b>by the bank</b>")
+
+
+def gated_flow() -> Flow:
+    """prepare -> hold (gated) -> finish."""
+    return (Flow("gated", version="1").node("prepare", prepare).node("hold", gated)
+            .node("finish", finish).edge("prepare", "hold").edge("hold", "finish"))
+
+
+def approval_flow() -> Flow:
+    """check -> review (wait) -> ship on "approve", refund on "reject"."""
+    return (Flow("approval", version="2").node("check", check).wait("review")
+            .node("ship", echo).node("refund", echo)
+            .edge("check", "review", action="valid")
+            .edge("review", "ship", action="approve")
+            .edge("review", "refund", action="reject"))
+
+
+def showcase_flow() -> Flow:
+    """A wider graph for the screenshots: fan-out, a batch, a join and a wait."""
+    return (Flow("orders", version="3").node("receive", prepare).node("check", check)
+            .batch("pack", item_work, input_key="items")
+            .node("invoice", echo).wait("approve").node("ship", finish)
+            .edge("receive", "check").edge("receive", "pack")
+            .edge("check", "invoice", action="valid").edge("pack", "invoice")
+            .edge("invoice", "approve").edge("approve", "ship"))
+
+
+def failing_flow() -> Flow:
+    return Flow("payment", version="1").node("prepare", prepare).node("charge", fails) \
+        .edge("prepare", "charge")
+
+
+ALL_FLOWS = [gated_flow(), approval_flow(), showcase_flow(), failing_flow()]
+
+
+def chromium() -> str:
+    """The system Chromium; the browser tests fail (not skip) without it."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        raise RuntimeError("the dashboard browser tests need the system Chromium: "
+                           "apt-get install -y chromium (.ci/run installs it)")
+    return path
+
+
+@contextlib.asynccontextmanager
+async def serve(redis_url: str, **kwargs: Any) -> AsyncIterator[str]:
+    """The dashboard app on a real uvicorn server on a free port; yields its base URL."""
+    kwargs.setdefault("flows", ALL_FLOWS)
+    app = create_app(redis_url, **kwargs)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="on", timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(task, 10)
+        except TimeoutError:
+            server.force_exit = True
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
-
-from flowcraft import Flow, NodeContext, NodeResult
 from flowcraft_arq.dashboard import create_app
 from flowcraft_arq.testing import free_port
+
+from flowcraft import Flow, NodeContext, NodeResult
 
 GATES: dict[str, asyncio.Event] = {}
 

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint unit bench bench-dist chaos clean
+.PHONY: demo demo-dist test lint unit bench bench-dist chaos clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ $(DEV_STAMP): $(STAMP) adapters/arq/pyproject.toml
 
 demo: $(STAMP)
 	$(PY) examples/order_processing.py
+
+# The same flow on two arq workers over a private redis-server (or REDIS_URL); stops them all.
+demo-dist: $(DEV_STAMP)
+	$(PY) examples/demo_dist.py
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check flowcraft adapters tests examples benchmarks

@@ -4,6 +4,7 @@ and a real in-process arq worker: live runs list, live graph, resume, cancel, es
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ from playwright.async_api import Page
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 COMPLETED_FILL = "rgb(46, 158, 91)"
 RUNNING_FILL = "rgb(47, 125, 225)"
 PENDING_FILL = "rgb(230, 232, 238)"
@@ -159,3 +161,65 @@ async def test_context_values_and_error_messages_are_shown_as_text(
         assert await page.locator("pre.context script, pre.context img").count() == 0
         assert await page.evaluate("typeof window.__pwned") == "undefined"
         assert await page.get_attribute('[data-node="charge"]', "data-state") == "failed"
+
+
+async def test_token_auth_guards_every_request(
+        page: Page, redis_url: str, arq_worker: Any, flowcraft_client: Any, fc_prefix: str,
+        fc_queue: str) -> None:
+    async with flowcraft_client(ALL_FLOWS) as client, \
+            serve(redis_url, prefix=fc_prefix, queue_name=fc_queue, auth="s3cret") as base:
+        run_id = await client.start("approval")
+        async with httpx.AsyncClient(base_url=base) as http:
+            for path in ("/", f"/run?id={run_id}", "/workers", "/live/runs?once=1",
+                         "/static/dashboard.js"):
+                assert (await http.get(path)).status_code == 401, path
+            denied = await http.post("/actions/cancel", data={"run_id": run_id},
+                                     headers={"origin": base})
+            assert denied.status_code == 401
+            bearer = {"authorization": "Bearer s3cret"}
+            assert (await http.get("/", headers=bearer)).status_code == 200
+            assert (await http.get("/", headers={"authorization": "Bearer nope"})
+                    ).status_code == 401
+        wrong = await page.goto(base + "/?token=nope")
+        assert wrong is not None and wrong.status == 401
+        opened = await page.goto(base + "/?token=s3cret&status=running")
+        assert opened is not None and opened.status == 200
+        assert page.url == base + "/?status=running"
+        await page.locator(f'tr[data-run="{run_id}"]').wait_for()
+        await page.click(f'tr[data-run="{run_id}"] a')
+        await page.wait_for_selector('[data-node="check"]')
+        assert await page.inner_text("h1") == f"Run {run_id}"
+        assert await client.status(run_id) == "running"
+
+
+async def test_screenshots_of_the_runs_page_and_a_run_page(
+        page: Page, redis_url: str, arq_worker: Any, flowcraft_client: Any, fc_prefix: str,
+        fc_queue: str) -> None:
+    """Writes docs/dashboard-runs.png and docs/dashboard-run.png (the docs show them)."""
+    async with arq_worker(ALL_FLOWS), flowcraft_client(ALL_FLOWS) as client, \
+            serve(redis_url, prefix=fc_prefix, queue_name=fc_queue) as base:
+        for order in range(3):
+            done = await client.start("gated", {"order": order})
+            gate(done).set()
+            await client.wait(done, timeout=15)
+        failed = await client.start("payment", {"order": 9})
+        approval = await client.start("approval")
+        stopped = await client.start("gated", {"order": 4})
+        await client.wait(failed, timeout=15)
+        await client.wait(approval, timeout=15)
+        await client.cancel(stopped)
+        await client.wait(stopped, timeout=15)
+        running = await client.start("gated", {"order": 5})
+        shown = await client.start("orders", {"order": 6, "items": [1, 2, 3]})
+        assert (await client.wait(shown, timeout=15)).status == "awaiting"
+        await page.goto(base + "/")
+        await page.locator(f'tr[data-run="{running}"] .chip').wait_for()
+        assert await page.locator("tbody tr[data-run]").count() == 8
+        await page.screenshot(path=str(DOCS / "dashboard-runs.png"), full_page=True)
+        await page.goto(f"{base}/run?id={shown}")
+        await page.wait_for_selector('[data-node="approve"][data-state="awaiting"]')
+        assert await page.text_content('[data-node="pack"] [data-label]') == " \u00b7 3/3 items"
+        await page.screenshot(path=str(DOCS / "dashboard-run.png"), full_page=True)
+        gate(running).set()
+    assert (DOCS / "dashboard-runs.png").stat().st_size > 10_000
+    assert (DOCS / "dashboard-run.png").stat().st_size > 10_000

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from flowcraft.distributed.adapter import BaseDistributedAdapter
+from flowcraft.builtins.subflow import child_run_id
 from flowcraft.distributed.protocols import JobPayload
 from flowcraft.events import Event
 from flowcraft.result import WorkflowError
@@ -155,7 +155,7 @@ def node_views(meta: RunMeta, flow: FlowInfo, skipped: set[str],
             else:
                 state = _INSTANCE_STATE.get(inst.state, "pending")
             if node.kind == "subflow":
-                child = BaseDistributedAdapter.child_run_id(meta.run_id, node.id, inst.iteration)
+                child = child_run_id(meta.run_id, node.id, inst.iteration)
         out.append(NodeView(node.index, node.id, state, label, child))
     return out
 
@@ -221,6 +221,10 @@ class RunReader:
         for ev in events:
             if ev.type == "workflow:finish":
                 finished = int(ev.timestamp.timestamp() * 1000)
+        waiting = set(meta.awaiting_ids())
+        for r in rows:
+            if r.status == "running" and r.node_id in waiting:
+                r.status = "awaiting"   # a wait node's start is logged, its finish on resume
         skipped = {r.node_id for r in rows if r.status == "skipped"}
         if flow is not None:
             nodes = node_views(meta, flow, skipped, await self._deferred(meta, flow))

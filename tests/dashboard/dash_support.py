@@ -123,3 +123,9 @@ async def serve(redis_url: str, **kwargs: Any) -> AsyncIterator[str]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def napping_flow() -> Flow:
+    """prepare -> nap (a 30 s durable sleep) -> finish."""
+    return (Flow("napping", version="1").node("prepare", prepare).sleep("nap", duration="30s")
+            .node("finish", finish).edge("prepare", "nap").edge("nap", "finish"))

@@ -277,3 +277,39 @@ def test_flowcraft_imports_without_opentelemetry() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ("otel: flowcraft.otel needs the OpenTelemetry API: "
                                    "pip install 'flowcraft-py[otel]'")
+
+
+async def test_subflow_run_span_hangs_off_what_started_the_subflow(traced: Traced) -> None:
+    child = Flow("child").node("inner", quick)
+    parent = (Flow("parent").node("before", quick).subflow("sub", blueprint_id="child")
+              .node("after", quick).edge("before", "sub").edge("sub", "after"))
+    runtime = traced.runtime(blueprints={"child": child})
+    assert (await runtime.run(parent, run_id="p1")).status == "completed"
+    spans = traced.by_name()
+    assert sorted(spans) == ["node child.inner", "node parent.after", "node parent.before",
+                             "run child", "run parent"]
+    before = spans["node parent.before"]
+    assert parent_of(spans["run child"]) == sid(before)
+    assert (spans["run child"].attributes or {})["flowcraft.run_id"] == "p1/sub#0"
+    assert parent_of(spans["node child.inner"]) == sid(spans["run child"])
+    # the subflow node has no span of its own: `after` hangs off what made `sub` ready
+    assert parent_of(spans["node parent.after"]) == sid(before)
+
+
+async def test_loop_iterations_are_separate_spans(traced: Traced) -> None:
+    async def count(ctx: NodeContext) -> int:
+        n = int(await ctx.context.get("n", 0)) + 1
+        await ctx.context.set("n", n)
+        return n
+
+    flow = (Flow("looped").node("init", quick).node("body", count)
+            .loop("again", start="body", end="body", condition="n < 3")
+            .node("done", quick).edge("init", "body").edge("again", "done"))
+    assert (await traced.runtime().run(flow)).status == "completed"
+    bodies = [s for s in traced.spans() if s.name == "node looped.body"]
+    assert [(s.attributes or {})["flowcraft.iteration"] for s in bodies] == [0, 1, 2]
+    init = next(s for s in traced.spans() if s.name == "node looped.init")
+    # each iteration's body hangs off the previous one (through the loop controller)
+    assert [parent_of(s) for s in bodies] == [sid(init), sid(bodies[0]), sid(bodies[1])]
+    done = next(s for s in traced.spans() if s.name == "node looped.done")
+    assert parent_of(done) == sid(bodies[2])

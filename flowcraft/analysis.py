@@ -14,6 +14,13 @@ from flowcraft.blueprint import WorkflowBlueprint, check_builtin_params, find_cy
 from flowcraft.builtins.kinds import BUILTIN_KINDS, LOOP_CONTROLLER
 from flowcraft.errors import BlueprintError, ExpressionError
 from flowcraft.expressions import compile_expression
+from flowcraft.interop import (
+    TS_KINDS,
+    check_controller_entries,
+    controller_entries,
+    normalize,
+    uses_keys,
+)
 
 
 class LintIssue(msgspec.Struct, frozen=True):
@@ -37,7 +44,11 @@ def start_nodes(blueprint: WorkflowBlueprint) -> list[str]:
     targets = {e.target for e in blueprint.edges
                if not (e.source in controllers and e.action == "continue")}
     fallbacks = fallback_nodes(blueprint)
-    return [n.id for n in blueprint.nodes if n.id not in targets and n.id not in fallbacks]
+    # a loop entered through its controller starts from the controller, not its start node
+    entered = {e.target for c in controller_entries(blueprint) for e in blueprint.edges
+               if e.source == c and e.action == "continue"}
+    return [n.id for n in blueprint.nodes
+            if n.id not in targets and n.id not in fallbacks and n.id not in entered]
 
 
 def terminal_nodes(blueprint: WorkflowBlueprint) -> list[str]:
@@ -87,10 +98,12 @@ def lint(data: bytes | str | Mapping[str, Any] | WorkflowBlueprint,
                                     node.id))
         ids.add(node.id)
     for index, node in enumerate(bp.nodes):
-        if registry is not None and node.uses not in registry and node.uses not in BUILTIN_KINDS:
-            issues.append(LintIssue("missing-implementation",
-                                    f"node {node.id!r} uses {node.uses!r}, which no registry "
-                                    "entry provides", node.id))
+        if registry is not None:
+            for key in uses_keys(WorkflowBlueprint(id=bp.id, nodes=(node,))):
+                if key not in registry and key not in BUILTIN_KINDS and key not in TS_KINDS:
+                    issues.append(LintIssue("missing-implementation",
+                                            f"node {node.id!r} uses {key!r}, which no registry "
+                                            "entry provides", node.id))
         fb = node.config.fallback
         if fb is not None and fb not in ids:
             issues.append(LintIssue("unknown-fallback",
@@ -126,6 +139,12 @@ def lint(data: bytes | str | Mapping[str, Any] | WorkflowBlueprint,
         if cycle:
             issues.append(LintIssue("cycle", "cycle without a loop controller: "
                                     + " -> ".join(cycle)))
+        for code, check in (("ts-shape", normalize),
+                            ("loop-entry", check_controller_entries)):
+            try:
+                check(bp)
+            except BlueprintError as exc:
+                issues.append(LintIssue(code, str(exc)))
     return issues
 
 

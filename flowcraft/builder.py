@@ -17,8 +17,9 @@ from flowcraft.blueprint import (
     WorkflowBlueprint,
     load_blueprint,
 )
-from flowcraft.builtins.kinds import BATCH, LOOP_CONTROLLER, SLEEP, SUBFLOW, WAIT, parse_duration
+from flowcraft.builtins.kinds import LOOP_CONTROLLER, SLEEP, SUBFLOW, WAIT, parse_duration
 from flowcraft.errors import BlueprintError
+from flowcraft.interop import BATCH_GATHER, BATCH_SCATTER, GATHER_SUFFIX, SCATTER_SUFFIX
 from flowcraft.nodes import Implementation
 
 
@@ -36,8 +37,19 @@ def uses_key(impl: object, flow_id: str, node_id: str) -> str:
     return f"{flow_id}:{node_id}"
 
 
+class _Loop(msgspec.Struct, frozen=True):
+    start: str
+    end: str
+
+
 class Flow:
-    """Builds a WorkflowBlueprint and the registry of implementations it `uses`."""
+    """Builds a WorkflowBlueprint and the registry of implementations it `uses`.
+
+    Loops and batches are written in the shape the TypeScript Flowcraft builder writes and its
+    runtime runs (docs/interop.md): a loop's controller is an `any` join whose continue and break
+    edges carry `context["<end>"]` as transform, and a batch is a `<id>_scatter` /
+    `<id>_gather` node pair that edges drawn to and from the batch id are rewired to.
+    """
 
     def __init__(self, id: str, version: str | None = None) -> None:
         if not isinstance(id, str) or not id:
@@ -48,7 +60,8 @@ class Flow:
         self._edges: list[EdgeDefinition] = []
         self._registry: dict[str, Any] = {}
         self._blueprint: WorkflowBlueprint | None = None
-        self._loops: set[str] = set()
+        self._loops: dict[str, _Loop] = {}
+        self._batches: dict[str, str] = {}  # batch id -> its output key
 
     # -- nodes and edges -------------------------------------------------------------------
 
@@ -87,18 +100,18 @@ class Flow:
         cfg = config or NodeConfig()
         if shortcuts:
             cfg = msgspec.structs.replace(cfg, **shortcuts)
-        self._nodes.append(NodeDefinition(
-            id=id, uses=key, params=dict(params or {}),
-            inputs=dict(inputs) if isinstance(inputs, Mapping) else inputs, config=cfg,
-        ))
+        node = NodeDefinition(id=id, uses=key, params=dict(params or {}),
+                              inputs=dict(inputs) if isinstance(inputs, Mapping) else inputs)
+        if cfg != node.config:  # the shared default is left out of the JSON, as TS writes it
+            node = msgspec.structs.replace(node, config=cfg)
+        self._nodes.append(node)
         self._blueprint = None
         return self
 
     def edge(self, source: str, target: str, *, action: str | None = None,
              condition: str | None = None, transform: str | None = None) -> Flow:
-        """Connect two nodes. An edge leaving a loop id is the loop's exit (action "break")."""
-        if source in self._loops and action is None:
-            action = "break"
+        """Connect two nodes. An edge leaving a loop id is the loop's exit (action "break");
+        an edge to or from a batch id connects to its scatter or gather node."""
         self._edges.append(EdgeDefinition(source=source, target=target, action=action,
                                           condition=condition, transform=transform))
         self._blueprint = None
@@ -113,8 +126,8 @@ class Flow:
         if not isinstance(max_iterations, int) or max_iterations < 1:
             raise BlueprintError(f"loop {id!r}: max_iterations must be an integer >= 1")
         self._builtin(id, LOOP_CONTROLLER,
-                      {"condition": condition, "maxIterations": max_iterations})
-        self._loops.add(id)
+                      {"condition": condition, "maxIterations": max_iterations}, join="any")
+        self._loops[id] = _Loop(start, end)
         self._edges.append(EdgeDefinition(source=end, target=id))
         self._edges.append(EdgeDefinition(source=id, target=start, action="continue"))
         return self
@@ -133,12 +146,19 @@ class Flow:
         else:
             key = uses or uses_key(worker, self.id, f"{id}.worker")
             self._register(id, key, worker)
-        params: dict[str, Any] = {"worker": key, "inputKey": input_key,
-                                  "outputKey": output_key or id}
+        out = output_key or id
+        scatter, gather = id + SCATTER_SUFFIX, id + GATHER_SUFFIX
+        params: dict[str, Any] = {"workerUsesKey": key, "outputKey": out,
+                                  "gatherNodeId": gather}
         if concurrency is not None:
+            # not TS's chunkSize: its runtime cannot run more than one chunk
             params["concurrency"] = concurrency
-        return self._builtin(id, BATCH, params, config=config, max_retries=max_retries,
-                             retry_delay=retry_delay, timeout=timeout)
+        self.node(scatter, BATCH_SCATTER, params=params, inputs=input_key, config=config,
+                  max_retries=max_retries, retry_delay=retry_delay, timeout=timeout)
+        self.node(gather, BATCH_GATHER, params={"outputKey": out, "gatherNodeId": gather})
+        self._edges.append(EdgeDefinition(source=scatter, target=gather))
+        self._batches[id] = out
+        return self
 
     def sleep(self, id: str, *, duration: float | str) -> Flow:
         """Pause this branch: a number of ms or "500ms"/"5s"/"2m"/"1h"/"1d"."""
@@ -161,6 +181,8 @@ class Flow:
                                            "outputs": dict(outputs or {})})
 
     def _builtin(self, id: str, kind: str, params: dict[str, Any], **config: Any) -> Flow:
+        if id in self._batches:
+            raise BlueprintError(f"node id {id!r} is already a batch")
         return self.node(id, kind, params=params, **config)
 
     def _register(self, node_id: str, key: str, impl: object) -> None:
@@ -182,11 +204,49 @@ class Flow:
             metadata: dict[str, Any] = {}
             if self.version is not None:
                 metadata["version"] = self.version
+            nodes, edges = self._ts_shape()
             self._blueprint = load_blueprint(WorkflowBlueprint(
-                id=self.id, nodes=tuple(self._nodes), edges=tuple(self._edges),
-                metadata=metadata,
+                id=self.id, nodes=nodes, edges=edges, metadata=metadata,
             ))
         return self._blueprint
+
+    def _ts_shape(self) -> tuple[tuple[NodeDefinition, ...], tuple[EdgeDefinition, ...]]:
+        """Edges rewired to batch pairs, loop exits marked, loop starts made `any` joins."""
+        def into(node_id: str) -> str:
+            return node_id + SCATTER_SUFFIX if node_id in self._batches else node_id
+
+        def out_of(node_id: str) -> str:
+            return node_id + GATHER_SUFFIX if node_id in self._batches else node_id
+
+        def value_of(node_id: str) -> str:
+            # the key holding a node's output in both runtimes (a batch's: its output key)
+            return self._batches.get(node_id, node_id)
+
+        edges: list[EdgeDefinition] = []
+        for e in self._edges:
+            loop = self._loops.get(e.source)
+            edge = msgspec.structs.replace(e, source=out_of(e.source), target=into(e.target))
+            if loop is not None:
+                edge = msgspec.structs.replace(
+                    edge, action=edge.action or "break",
+                    transform=edge.transform or f'context["{value_of(loop.end)}"]')
+            edges.append(edge)
+        starts = {into(loop.start): loop_id for loop_id, loop in self._loops.items()}
+        nodes: list[NodeDefinition] = []
+        for node in self._nodes:
+            if node.config.fallback in self._batches:
+                node = msgspec.structs.replace(node, config=msgspec.structs.replace(
+                    node.config, fallback=into(node.config.fallback)))
+            loop_id = starts.get(node.id)
+            entries = [e for e in edges if e.target == node.id and e.source != loop_id]
+            if loop_id is not None and len(entries) == 1:
+                # The TS runtime runs a start node as an `all` join over its entry and the
+                # back edge, which never starts; as an `any` join it runs (a one-edge entry
+                # is the same join either way here).
+                node = msgspec.structs.replace(node, config=msgspec.structs.replace(
+                    node.config, join_strategy="any"))
+            nodes.append(node)
+        return tuple(nodes), tuple(edges)
 
     def to_mermaid(self) -> str:
         return blueprint_to_mermaid(self.to_blueprint())

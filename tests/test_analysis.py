@@ -82,3 +82,48 @@ def test_lint_rejects_data_that_is_not_a_blueprint() -> None:
         lint(b"{not json")
     with pytest.raises(BlueprintError):
         lint({"id": 3, "nodes": "x"})
+
+
+# --------------------------------------------------------------------------- TS shapes (issue 13)
+
+
+def test_lint_accepts_a_ts_batch_pair_and_checks_its_worker_key() -> None:
+    data = {"id": "tsb", "nodes": [
+        {"id": "work_scatter", "uses": "batch-scatter", "inputs": "items",
+         "params": {"workerUsesKey": "fn_worker", "outputKey": "out",
+                    "gatherNodeId": "work_gather"}},
+        {"id": "work_gather", "uses": "batch-gather", "params": {"gatherNodeId": "work_gather"}}],
+        "edges": [{"source": "work_scatter", "target": "work_gather"}]}
+    assert lint(data, registry={"fn_worker": noop}) == []
+    issues = lint(data, registry={})
+    assert [(i.code, i.message) for i in issues] == [
+        ("missing-implementation",
+         "node 'work_scatter' uses 'fn_worker', which no registry entry provides")]
+
+
+def test_lint_reports_a_bad_batch_pair_and_a_loop_entered_through_an_all_controller() -> None:
+    data = {"id": "bad", "nodes": [
+        {"id": "g", "uses": "batch-gather"},
+        {"id": "pre", "uses": "k"}, {"id": "body", "uses": "k"},
+        {"id": "L", "uses": "loop-controller", "params": {"condition": "n < 2"}}],
+        "edges": [{"source": "pre", "target": "L"},
+                  {"source": "L", "target": "body", "action": "continue"},
+                  {"source": "body", "target": "L"}]}
+    issues = lint(data)
+    assert [i.code for i in issues] == ["orphan-node", "ts-shape", "loop-entry"]
+    del issues[0]
+    assert issues[0].message == ("batch-gather 'g' at `$.nodes[0]` has no batch-scatter naming "
+                                 "it in params.gatherNodeId")
+    assert issues[1].message.startswith(
+        "loop controller 'L' is entered from 'pre' (`$.edges[0]`) but is an `all` join")
+
+
+def test_start_nodes_of_a_loop_entered_through_its_controller() -> None:
+    data = {"id": "via", "nodes": [
+        {"id": "pre", "uses": "k"}, {"id": "body", "uses": "k"},
+        {"id": "L", "uses": "loop-controller", "params": {"condition": "n < 2"},
+         "config": {"joinStrategy": "any"}}],
+        "edges": [{"source": "pre", "target": "L"},
+                  {"source": "L", "target": "body", "action": "continue"},
+                  {"source": "body", "target": "L"}]}
+    assert start_nodes(load_blueprint(data)) == ["pre"]

@@ -491,3 +491,114 @@ def test_s8_cycle_through_loop_controller_is_accepted() -> None:
 def test_s11_error_hierarchy() -> None:
     assert issubclass(BlueprintError, FlowcraftError)
     assert issubclass(ExpressionError, FlowcraftError)
+
+
+# --------------------------------------------------------------------------- TS shapes (issue 13)
+
+
+def ts_batch(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": "tsb",
+        "nodes": [
+            {"id": "a", "uses": "k:a"},
+            {"id": "work_scatter", "uses": "batch-scatter", "inputs": "items",
+             "params": {"workerUsesKey": "k:w", "outputKey": "out",
+                        "gatherNodeId": "work_gather"}},
+            {"id": "work_gather", "uses": "batch-gather",
+             "params": {"outputKey": "out", "gatherNodeId": "work_gather"},
+             "config": {"joinStrategy": "all"}},
+        ],
+        "edges": [{"source": "a", "target": "work_scatter"},
+                  {"source": "work_scatter", "target": "work_gather"}],
+    }
+    data.update(changes)
+    return data
+
+
+def test_i13_ts_batch_pair_loads_strict() -> None:
+    bp = load_blueprint(ts_batch(), strict=True)
+    assert [n.uses for n in bp.nodes] == ["k:a", "batch-scatter", "batch-gather"]
+
+
+def test_i13_batch_pair_normalizes_to_one_batch_node() -> None:
+    from flowcraft.interop import normalize
+
+    bp = normalize(load_blueprint(ts_batch()))
+    assert [(n.id, n.uses, n.params) for n in bp.nodes] == [
+        ("a", "k:a", {}),
+        ("work", "batch", {"worker": "k:w", "inputKey": "items", "outputKey": "out"})]
+    assert [(e.source, e.target) for e in bp.edges] == [("a", "work")]
+
+
+def test_i13_batch_scatter_must_name_a_gather() -> None:
+    data = ts_batch()
+    data["nodes"][1]["params"]["gatherNodeId"] = "a"
+    assert_blueprint_error(data, "params.gatherNodeId must name a batch-gather node at "
+                           "`$.nodes[1]` (batch-scatter 'work_scatter')")
+
+
+def test_i13_batch_gather_without_scatter_is_rejected() -> None:
+    data = ts_batch()
+    data["nodes"].append({"id": "lonely", "uses": "batch-gather"})
+    assert_blueprint_error(data, "batch-gather 'lonely' at `$.nodes[3]` has no batch-scatter")
+
+
+def test_i13_batch_scatter_with_a_second_edge_is_rejected() -> None:
+    data = ts_batch()
+    data["nodes"].append({"id": "side", "uses": "k:side"})
+    data["edges"].append({"source": "work_scatter", "target": "side"})
+    assert_blueprint_error(data, "a batch pair is wired scatter -> gather only",
+                           "draw edges into the scatter and out of the gather")
+
+
+def test_i13_batch_scatter_needs_a_worker_and_an_input_key() -> None:
+    data = ts_batch()
+    del data["nodes"][1]["params"]["workerUsesKey"]
+    assert_blueprint_error(data, "params.workerUsesKey must be a uses key at `$.nodes[1]`")
+    data = ts_batch()
+    del data["nodes"][1]["inputs"]
+    assert_blueprint_error(data, "inputs must be the context key of the item list at "
+                           "`$.nodes[1]`")
+
+
+def test_i13_ts_subflow_class_name_is_checked_as_a_subflow() -> None:
+    data = {"id": "p", "nodes": [{"id": "sub", "uses": "SubflowNode", "params": {}}],
+            "edges": []}
+    assert_blueprint_error(data, "subflow needs a string blueprintId at `$.nodes[0].params`")
+
+
+def via_controller(join: str | None) -> dict[str, Any]:
+    controller: dict[str, Any] = {"id": "L", "uses": "loop-controller",
+                                  "params": {"condition": "count < 3"}}
+    if join:
+        controller["config"] = {"joinStrategy": join}
+    return {"id": "via", "nodes": [{"id": "pre", "uses": "k:pre"},
+                                   {"id": "body", "uses": "k:body"}, controller,
+                                   {"id": "post", "uses": "k:post"}],
+            "edges": [{"source": "pre", "target": "L"},
+                      {"source": "L", "target": "body", "action": "continue"},
+                      {"source": "body", "target": "L"},
+                      {"source": "L", "target": "post", "action": "break"}]}
+
+
+def test_i13_loop_entered_through_an_any_controller_loads() -> None:
+    bp = load_blueprint(via_controller("any"), strict=True)
+    from flowcraft.interop import controller_entries
+
+    assert controller_entries(bp) == {"L": [0]}
+
+
+def test_i13_loop_entered_through_an_all_controller_is_rejected_with_what_to_do() -> None:
+    assert_blueprint_error(
+        via_controller(None),
+        "loop controller 'L' is entered from 'pre' (`$.edges[0]`) but is an `all` join",
+        'give the controller config.joinStrategy "any"',
+        "or enter the loop through its start node")
+
+
+def test_i13_loop_entered_both_ways_is_rejected() -> None:
+    data = via_controller("any")
+    data["edges"].append({"source": "pre", "target": "body"})
+    assert_blueprint_error(
+        data, "and its start node 'body' also from 'pre' (`$.edges[4]`): enter the loop one "
+        "way")

@@ -16,6 +16,7 @@ from flowcraft import (
     BlueprintError,
     EdgeDefinition,
     Flow,
+    FlowRuntime,
     Node,
     NodeConfig,
     NodeContext,
@@ -371,3 +372,119 @@ def test_s12_19_flow_version_positional_id() -> None:
     bp = flow.node("a", fetch).to_blueprint()
     assert bp.id == "ids"
     assert bp.metadata.get("version") is None
+
+
+# --------------------------------------------------------------------------- TS shapes (issue 13)
+
+
+def test_i13_loop_is_written_as_the_ts_builder_writes_it() -> None:
+    bp = (
+        Flow("lp")
+        .node("pre", "k:pre").node("body", "k:body").node("post", "k:post")
+        .edge("pre", "body")
+        .loop("L", start="body", end="body", condition="count < 3", max_iterations=7)
+        .edge("L", "post")
+        .to_blueprint()
+    )
+    data = json.loads(bp.to_json())
+    assert data["nodes"] == [
+        {"id": "pre", "uses": "k:pre"},
+        # the start node's one entry is an `any` join: the TS runtime runs an `all` start node
+        # only once the controller has run, which is never
+        {"id": "body", "uses": "k:body", "config": {"joinStrategy": "any"}},
+        {"id": "post", "uses": "k:post"},
+        {"id": "L", "uses": "loop-controller",
+         "params": {"condition": "count < 3", "maxIterations": 7},
+         "config": {"joinStrategy": "any"}},
+    ]
+    assert data["edges"] == [
+        {"source": "pre", "target": "body"},
+        {"source": "body", "target": "L"},
+        {"source": "L", "target": "body", "action": "continue", "transform": 'context["body"]'},
+        {"source": "L", "target": "post", "action": "break", "transform": 'context["body"]'},
+    ]
+
+
+def test_i13_loop_exit_keeps_an_explicit_action_and_transform_and_edges_drawn_first() -> None:
+    bp = (
+        Flow("lp2")
+        .node("a", "k:a").node("b", "k:b").node("x", "k:x").node("y", "k:y")
+        .edge("L", "x", transform="input")  # drawn before the loop exists
+        .edge("a", "b")
+        .loop("L", start="a", end="b", condition="n < 2")
+        .edge("L", "y", action="done")
+        .to_blueprint()
+    )
+    exits = [(e.target, e.action, e.transform) for e in bp.edges
+             if e.source == "L" and e.action != "continue"]
+    assert exits == [("x", "break", "input"), ("y", "done", 'context["b"]')]
+    # `a` has no entry edge at all (the flow begins with the loop): its join is left alone
+    assert bp.node("a").config.join_strategy == "all"
+
+
+def test_i13_loop_start_with_two_entries_stays_an_all_join() -> None:
+    bp = (
+        Flow("lp3")
+        .node("p", "k:p").node("q", "k:q").node("s", "k:s")
+        .edge("p", "s").edge("q", "s")
+        .loop("L", start="s", end="s", condition="n < 2")
+        .to_blueprint()
+    )
+    assert bp.node("s").config.join_strategy == "all"
+
+
+def test_i13_batch_is_a_scatter_gather_pair_with_rewired_edges() -> None:
+    bp = (
+        Flow("bt")
+        .node("a", "k:a")
+        .edge("a", "work")  # drawn before the batch exists
+        .batch("work", "k:double", input_key="items", output_key="doubled", concurrency=3,
+               max_retries=2)
+        .node("sum", "k:sum")
+        .edge("work", "sum")
+        .to_blueprint()
+    )
+    data = json.loads(bp.to_json())
+    assert data["nodes"][1:3] == [
+        {"id": "work_scatter", "uses": "batch-scatter", "inputs": "items",
+         "params": {"workerUsesKey": "k:double", "outputKey": "doubled",
+                    "gatherNodeId": "work_gather", "concurrency": 3},
+         "config": {"maxRetries": 2}},
+        {"id": "work_gather", "uses": "batch-gather",
+         "params": {"outputKey": "doubled", "gatherNodeId": "work_gather"}},
+    ]
+    assert [(e["source"], e["target"]) for e in data["edges"]] == [
+        ("a", "work_scatter"), ("work_scatter", "work_gather"), ("work_gather", "sum")]
+
+
+def test_i13_batch_default_output_key_is_the_batch_id_and_loops_read_it() -> None:
+    bp = (
+        Flow("bl")
+        .node("bump", "k:bump")
+        .batch("work", "k:w", input_key="items")
+        .edge("bump", "work")
+        .loop("lp", start="bump", end="work", condition="n < 3")
+        .node("after", "k:after", fallback="work")
+        .edge("lp", "after")
+        .to_blueprint()
+    )
+    assert bp.node("work_scatter").params["outputKey"] == "work"
+    assert [(e.source, e.target, e.transform) for e in bp.edges if e.source == "lp"] == [
+        ("lp", "bump", 'context["work"]'), ("lp", "after", 'context["work"]')]
+    assert ("work_gather", "lp") in [(e.source, e.target) for e in bp.edges]
+    assert bp.node("after").config.fallback == "work_scatter"
+
+
+async def test_i13_builder_batch_runs_under_its_batch_id() -> None:
+    async def double(ctx: NodeContext) -> int:
+        return int(ctx.input) * 2
+
+    async def total(ctx: NodeContext) -> int:
+        return sum(ctx.input)
+
+    flow = (Flow("bt_run").batch("work", double, input_key="items")
+            .node("sum", total).edge("work", "sum"))
+    result = await FlowRuntime().run(flow, context={"items": [1, 2, 3]})
+    assert result.status == "completed"
+    assert (result.context["work"], result.context["sum"]) == ([2, 4, 6], 12)
+    assert sorted(k for k in result.context if k.startswith("work")) == ["work"]

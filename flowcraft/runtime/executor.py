@@ -78,12 +78,18 @@ class Executor:
         self.after = [m.after_node for m in middleware if hasattr(m, "after_node")]
         self.around = [m.around_node for m in middleware if hasattr(m, "around_node")]
         self.emit = emit
-        self._attempts: dict[int, Attempt] = {}
+        self.plain = not (self.before or self.after or self.around)
+        # `execute`, or with no middleware the part of it that runs the node (a frame less).
+        self.call: Callable[[CompiledNode, NodeContext, CompiledNode | None],
+                            Awaitable[NodeResult]] = (
+            self._execute if self.plain else self.execute)
+        # Keyed by the node itself (not its id(): a dropped graph's id could be reused).
+        self._attempts: dict[CompiledNode, Attempt | None] = {}
 
     async def execute(self, node: CompiledNode, ctx: NodeContext,
                       fallback: CompiledNode | None = None) -> NodeResult:
         """Run the node; return its result or raise NodeFailure."""
-        if not (self.before or self.after or self.around):
+        if self.plain:
             return await self._execute(node, ctx, fallback)
         for hook in self.before:
             await hook(ctx, node.id)
@@ -119,19 +125,27 @@ class Executor:
     async def _execute(self, node: CompiledNode, ctx: NodeContext,
                        fallback: CompiledNode | None) -> NodeResult:
         try:
-            if is_node_class(node.impl):
+            try:
+                attempt_fn = self._attempts[node]
+            except KeyError:
+                attempt_fn = self._attempts[node] = (
+                    None if is_node_class(node.impl) else _function_attempt(node.impl))
+            if attempt_fn is None:
                 return await self._run_class(node, node.impl, ctx)
-            return as_result(await self._attempts_of(node, self._attempt_fn(node), ctx))
+            cfg = node.config
+            if cfg.max_retries > 1 or cfg.timeout is not None:
+                return as_result(await self._attempts_of(node, attempt_fn, ctx))
+            # One attempt, no timeout: what _attempts_of does then, without its loop.
+            ctx.attempt = 1
+            try:
+                value = await attempt_fn(ctx)
+            except Exception as exc:
+                raise _failure(exc, 1, node.id) from exc
+            return value if isinstance(value, NodeResult) else NodeResult(value)
         except NodeExecutionError as failure:
             if fallback is None or isinstance(failure.cause, FatalError):
                 raise
             return await self._run_fallback(node, fallback, ctx, failure)
-
-    def _attempt_fn(self, node: CompiledNode) -> Attempt:
-        fn = self._attempts.get(id(node))
-        if fn is None:
-            fn = self._attempts[id(node)] = _function_attempt(node.impl)
-        return fn
 
     async def _attempts_of(self, node: CompiledNode, attempt_fn: Attempt,
                            ctx: NodeContext) -> Any:

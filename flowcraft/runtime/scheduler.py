@@ -39,8 +39,8 @@ from flowcraft.result import RunStatus, WorkflowError, WorkflowResult, utc_now
 from flowcraft.runtime.book import BACK, EXIT, Book
 from flowcraft.runtime.executor import RecoveredResult, failure_of
 from flowcraft.runtime.graph import CompiledNode, Graph
+from flowcraft.runtime.plan import plan_of
 from flowcraft.runtime.routing import decide_edges, edge_value, resolve_inputs
-from flowcraft.runtime.spec import graph_spec
 from flowcraft.runtime.state import Awaiting, PausedState
 
 if TYPE_CHECKING:
@@ -91,7 +91,8 @@ class Run:
         self.context = MemoryContext(data)
         self.data = data
         self.bus: Emit | None = runtime._emit
-        self.book: Book[Any] = Book(graph_spec(graph), dict)
+        self.plan = plan = plan_of(graph)
+        self.book: Book[Any] = Book(plan.spec, dict)
         self.awaiting: dict[str, Awaiting] = {}
         if paused is not None:
             self.book.load(paused.book)
@@ -220,7 +221,7 @@ class Run:
 
     async def _lane_steps(self, instance: Instance) -> None:
         current: Instance | None = instance
-        while current is not None and not self.stopping:
+        while current is not None and not (self.failed or self.cancelled):
             ready = await self._execute(*current)
             if not ready:
                 return
@@ -258,18 +259,23 @@ class Run:
         """Run one instance, record its output, route; return the instances it made ready."""
         node_input = (resolve_inputs(node.inputs, self.data, self.graph.by_id)
                       if node.inputs is not None else given_input)
-        ctx = self.node_context(node, iteration, node_input)
-        if self.bus is not None:
-            await self.bus(NodeStart(run_id=self.run_id, blueprint_id=self.blueprint_id,
-                                     node_id=node.id, iteration=iteration, input=node_input))
+        bus = self.bus
+        if bus is None:
+            ctx = NodeContext(
+                context=NodeScopedContext(self.context, self.run_id, node.id), input=node_input,
+                params=node.params, dependencies=self.runtime.dependencies, run_id=self.run_id,
+                node_id=node.id, blueprint_id=self.blueprint_id, iteration=iteration)
+        else:
+            ctx = self.node_context(node, iteration, node_input)
+            await bus(NodeStart(run_id=self.run_id, blueprint_id=self.blueprint_id,
+                                node_id=node.id, iteration=iteration, input=node_input))
         try:
             recorded = self.replay.recall(node.id, iteration) if self.replay else None
             if recorded is not None:
                 result = await recorded.apply(ctx)
             elif node.kind is None:
-                fallback = self.graph.by_id[node.config.fallback] if node.config.fallback \
-                    else None
-                result = await self.runtime._executor.execute(node, ctx, fallback)
+                result = await self.runtime._executor.call(node, ctx,
+                                                           self.plan.fallbacks[node.index])
             else:
                 result = await run_builtin(node, ctx, self)
         except FlowcraftError as exc:
@@ -284,7 +290,7 @@ class Run:
                        result: NodeResult) -> list[Instance]:
         """Record a finished instance's output and route along its edges."""
         output = result.output
-        key = output_key(node.id)
+        key = self.plan.keys[node.index]
         try:
             ensure_encodable(key, output)
         except ContextError as exc:
@@ -302,8 +308,14 @@ class Run:
             await self.bus(NodeFinish(run_id=self.run_id, blueprint_id=self.blueprint_id,
                                       node_id=node.id, iteration=iteration, output=output,
                                       action=result.action))
-        if self.stopping or not node.out_edges:
+        if self.failed or self.cancelled or not node.out_edges:
             return []
+        edges = self.plan.plain_edges[node.index]
+        if edges is not None and self.bus is None:
+            # Every edge is taken with the output as it is: no decisions, no events.
+            routed = self.book.route(node.index, iteration, [(e, True, output) for e in edges])
+            nodes = self.graph.nodes
+            return [(nodes[f.node], f.iteration, f.input) for f in routed.fired]
         return await self._route(node, iteration, result)
 
     async def _route(self, node: CompiledNode, iteration: int,

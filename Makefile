@@ -56,3 +56,16 @@ chaos: $(DEV_STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# Blueprint interchange with the TypeScript Flowcraft 2.10.1 (needs node >= 20 and npm, so it is
+# not part of `make test`): regenerates tests/interop/fixtures with the TS builder and runtime,
+# runs them here (one row per case), exports our blueprints to tests/interop/exported and runs
+# them in the TS runtime (one row per case), then the interop tests. docs/interop.md lists the cases.
+.PHONY: interop
+interop: $(DEV_STAMP)
+	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/interop && node ts_fixtures.mjs
+	$(PY) tests/interop/report_fixtures.py
+	$(PY) tests/interop/export_ours.py
+	cd tests/interop && node run_exported.mjs
+	$(VENV)/bin/pytest -q tests/interop

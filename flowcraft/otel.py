@@ -30,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
         "flowcraft.otel needs the OpenTelemetry API: pip install 'flowcraft-py[otel]'") from exc
 
+from flowcraft.distributed.jobtrace import CURRENT_JOB, DUE, JobTrace
 from flowcraft.errors import NodeExecutionError
 from flowcraft.events import Emit, Event, as_emitter
 from flowcraft.nodes import NodeContext, NodeResult
@@ -102,6 +103,9 @@ class TracingMiddleware:
 
     async def around_node(self, ctx: NodeContext, node_id: str,
                           call_next: Callable[[], Awaitable[NodeResult]]) -> NodeResult:
+        job = CURRENT_JOB.get()
+        if job is not None:
+            return await self._around_job(job, ctx, call_next)
         run = self._runs.get(ctx.run_id)
         parent, links = self._placement(run, ctx.node_id, ctx.iteration)
         flow_id = ctx.blueprint_id
@@ -142,6 +146,68 @@ class TracingMiddleware:
                 "flowcraft.flow_id": flow_id, "flowcraft.node_id": ctx.node_id,
                 "flowcraft.outcome": outcome})
 
+    async def _around_job(self, job: JobTrace, ctx: NodeContext,
+                          call_next: Callable[[], Awaitable[NodeResult]]) -> NodeResult:
+        """A node job on a distributed worker: the span's parent is the span that enqueued
+        the job (W3C context in the payload); a join links to each predecessor's span, whose
+        context the predecessor left in the run context under `_trace.<node>#<iteration>`."""
+        flow_id, node = ctx.blueprint_id, ctx.node_id
+        due = job.carrier.get(DUE)
+        if due is not None and due.isdigit():
+            self.queue_wait.record(max(0.0, time.time() - int(due) / 1000.0), {
+                "flowcraft.flow_id": flow_id, "flowcraft.node_id": node,
+                "messaging.destination.name": job.queue})
+        links: list[Link] = []
+        if len(job.predecessors) > 1:
+            for predecessor in job.predecessors:
+                found = _span_context(await ctx.context.get(trace_key(predecessor,
+                                                                      ctx.iteration)))
+                if found is not None:
+                    links.append(Link(found))
+        attributes = _node_attributes(ctx)
+        attributes.update({"messaging.system": job.system,
+                           "messaging.operation.type": "process",
+                           "messaging.operation.name": "process",
+                           "messaging.destination.name": job.queue,
+                           "messaging.message.id": job.job_id})
+        span = self.tracer.start_span(f"node {flow_id}.{node}",
+                                      context=extract_context(job.carrier),
+                                      kind=SpanKind.CONSUMER, links=links, attributes=attributes)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            with trace.use_span(span, record_exception=False, set_status_on_exception=False):
+                result = await call_next()
+            outcome = "ok"
+        except BaseException as exc:
+            cause = (exc.cause or exc) if isinstance(exc, NodeExecutionError) else exc
+            span.record_exception(cause)
+            span.set_status(Status(StatusCode.ERROR, f"{type(cause).__name__}: {cause}"))
+            raise
+        finally:
+            span.set_attribute("flowcraft.attempt", ctx.attempt)
+            span.end()
+            self.node_duration.record(time.perf_counter() - started, {
+                "flowcraft.flow_id": flow_id, "flowcraft.node_id": node,
+                "flowcraft.outcome": outcome})
+        if span.get_span_context().is_valid:
+            job.outgoing = inject_context({}, trace.set_span_in_context(span))
+            if "[" not in node:  # batch items are never a join's predecessor
+                await ctx.context.set(trace_key(node, ctx.iteration),
+                                      job.outgoing["traceparent"])
+        return result
+
+    def start_run(self, run_id: str, blueprint_id: str, carrier: dict[str, str]) -> None:
+        """Distributed start hook (a client, or a worker starting a subflow): a producer span
+        `start <flow>` under the current span, whose context the run's start jobs carry."""
+        span = self.tracer.start_span(
+            f"start {blueprint_id}", kind=SpanKind.PRODUCER,
+            attributes={"flowcraft.run_id": run_id, "flowcraft.flow_id": blueprint_id,
+                        "messaging.operation.type": "send", "messaging.operation.name": "send"})
+        span.end()
+        inject_context(carrier, trace.set_span_in_context(span))
+        self.runs_started.add(1, {"flowcraft.flow_id": blueprint_id})
+
     def _placement(self, run: _RunTrace | None, node_id: str,
                    iteration: int) -> tuple[Context | None, list[Link]]:
         """The parent context and links of a node span (see the module docstring)."""
@@ -170,6 +236,8 @@ class TracingMiddleware:
         return _Chained(self, as_emitter(bus))
 
     def _on_start(self, event: Any) -> None:
+        if CURRENT_JOB.get() is not None:  # a worker starting a subflow: start_run traced it
+            return
         run_id, flow_id = event.run_id, event.blueprint_id
         resumed = event.type == "workflow:resume"
         parent = self._child_run_parent(run_id)
@@ -200,6 +268,8 @@ class TracingMiddleware:
     def _on_end(self, event: Any) -> None:
         run = self._runs.pop(event.run_id, None)
         if run is None:
+            if event.type == "workflow:finish" and CURRENT_JOB.get() is not None:
+                self._count_end(event.status, event.blueprint_id)  # a worker ended the run
             return
         span = run.span
         for open_span in run.live.values():  # a batch cut short by cancellation
@@ -210,15 +280,17 @@ class TracingMiddleware:
         else:
             status = event.status
             span.set_attribute("flowcraft.status", status)
-            labels = {"flowcraft.flow_id": run.flow_id}
-            if status == "completed":
-                self.runs_completed.add(1, labels)
-            elif status == "failed":
-                self.runs_failed.add(1, labels)
+            self._count_end(status, run.flow_id)
             if status != "completed":
                 detail = "; ".join(f"{e.node_id}: {e.message}" for e in event.errors)
                 span.set_status(Status(StatusCode.ERROR, f"run {status}: {detail}".rstrip(": ")))
         span.end()
+
+    def _count_end(self, status: str, flow_id: str) -> None:
+        if status == "completed":
+            self.runs_completed.add(1, {"flowcraft.flow_id": flow_id})
+        elif status == "failed":
+            self.runs_failed.add(1, {"flowcraft.flow_id": flow_id})
 
     def _on_node_start(self, event: Any) -> None:
         run = self._runs.get(event.run_id)
@@ -294,6 +366,19 @@ def _node_attributes(ctx: NodeContext) -> dict[str, Any]:
             "flowcraft.attempt": ctx.attempt}
 
 
+def trace_key(node_id: str, iteration: int) -> str:
+    """The context key where a distributed node leaves its span's traceparent (for links)."""
+    return f"_trace.{node_id}#{iteration}"
+
+
+def _span_context(traceparent: Any) -> SpanContext | None:
+    if not isinstance(traceparent, str):
+        return None
+    span = trace.get_current_span(_W3C.extract({"traceparent": traceparent}))
+    found = span.get_span_context()
+    return found if found.is_valid else None
+
+
 def inject_context(carrier: dict[str, str], context: Context | None = None) -> dict[str, str]:
     """Write W3C `traceparent` (and `tracestate`) of `context` (default: the current one)."""
     _W3C.inject(carrier, context=context)
@@ -307,4 +392,4 @@ def extract_context(carrier: Mapping[str, str] | None) -> Context | None:
     return _W3C.extract(dict(carrier))
 
 
-__all__ = ["SCOPE", "TracingMiddleware", "extract_context", "inject_context"]
+__all__ = ["SCOPE", "TracingMiddleware", "extract_context", "inject_context", "trace_key"]

@@ -116,8 +116,9 @@ async def test_diamond_span_tree_and_join_links(traced: Traced) -> None:
 
 async def test_fan_out_children_and_gather_links(traced: Traced) -> None:
     flow = Flow("fan").node("src", quick).node("gather", quick)
-    for i in range(5):
-        flow.node(f"w{i}", quick).edge("src", f"w{i}").edge(f"w{i}", "gather")
+    for i in range(5):  # w4 is slow: its edge is the one that makes the gather ready
+        flow.node(f"w{i}", slow if i == 4 else quick).edge("src", f"w{i}").edge(f"w{i}",
+                                                                                "gather")
     result = await traced.runtime().run(flow)
     assert result.status == "completed"
     spans = traced.by_name()
@@ -125,9 +126,11 @@ async def test_fan_out_children_and_gather_links(traced: Traced) -> None:
     workers = [spans[f"node fan.w{i}"] for i in range(5)]
     assert parent_of(src) == sid(spans["run fan"])
     assert [parent_of(w) for w in workers] == [sid(src)] * 5
-    assert sorted(link.context.span_id for link in gather.links) == sorted(map(sid, workers))
-    assert len(gather.links) == 5
-    assert parent_of(gather) in {sid(w) for w in workers}
+    links = [link.context.span_id for link in gather.links]
+    assert sorted(links) == sorted(map(sid, workers))
+    assert len(links) == 5
+    assert links[-1] == sid(workers[4])
+    assert parent_of(gather) == sid(workers[4])
 
 
 async def test_retries_are_span_events_and_attempt_is_the_last(traced: Traced) -> None:

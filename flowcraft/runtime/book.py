@@ -16,6 +16,7 @@ entry and a nested loop re-entered by an outer pass starts counting from zero ag
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
@@ -54,6 +55,12 @@ class Routed(NamedTuple):
 
     fired: list[Fired]
     skipped: list[tuple[int, int]]
+
+
+# Build the named tuples from a tuple without the Python-level __new__ (hot path).
+_fired: Callable[[tuple[int, int, Any]], Fired] = partial(tuple.__new__, Fired)
+_routed: Callable[[tuple[list[Fired], list[tuple[int, int]]]], Routed] = partial(
+    tuple.__new__, Routed)
 
 
 class Book(Generic[V]):
@@ -102,23 +109,23 @@ class Book(Generic[V]):
         fired: list[Fired] = []
         skips: list[tuple[int, int]] = []
         edges = self.spec.edges
+        resolve = self._resolve
         fresh = -1
         for edge_index, taken, value in decisions:
             kind = edges[edge_index].kind
-            target_iteration = iteration
             if kind == BACK:
                 if fresh < 0:
                     fresh = self._fresh(node, iteration)
-                target_iteration = fresh
+                resolve(edge_index, fresh, taken, value, fired, skips)
             elif kind == EXIT:
-                target_iteration = self.entry_of(node, iteration)
-            self._resolve(edge_index, target_iteration, taken, value, fired, skips)
-        skipped = self._propagate(skips, fired)
-        return Routed(fired, skipped)
+                resolve(edge_index, self.entry_of(node, iteration), taken, value, fired, skips)
+            else:
+                resolve(edge_index, iteration, taken, value, fired, skips)
+        return _routed((fired, self._propagate(skips, fired) if skips else []))
 
     def stalled(self) -> bool:
         """A join waits for edges that will never resolve (only possible on bad wiring)."""
-        return any(not j.fired for j in self.joins.values())
+        return bool(self.joins) and any(not j.fired for j in self.joins.values())
 
     def _fresh(self, controller: int, iteration: int) -> int:
         entry = self.entry_of(controller, iteration)
@@ -134,7 +141,7 @@ class Book(Generic[V]):
         if key in self.fired:
             return
         self.fired.add(key)
-        fired.append(Fired(node, iteration, value))
+        fired.append(_fired((node, iteration, value)))
 
     def _resolve(self, edge_index: int, iteration: int, taken: bool, value: Any,
                  fired: list[Fired], skips: list[tuple[int, int]]) -> None:
@@ -146,10 +153,12 @@ class Book(Generic[V]):
             return
         required = target.back_in if edge.kind == BACK else target.forward_in
         if len(required) == 1:
-            if taken:
-                self._fire(target_index, iteration, value, fired)
-            else:
-                skips.append((target_index, iteration))
+            key = (target_index, iteration)
+            if not taken:
+                skips.append(key)
+            elif key not in self.fired:  # what _fire does, inline on the hot path
+                self.fired.add(key)
+                fired.append(_fired((target_index, iteration, value)))
             return
         key = (target_index, iteration)
         join = self.joins.get(key)

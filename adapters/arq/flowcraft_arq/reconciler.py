@@ -76,7 +76,8 @@ Pass = Callable[[float], Awaitable[dict[str, int]]]
 
 
 class Reconciler:
-    """The background task of one worker: `tick` every `every` seconds (with 10% jitter)."""
+    """The background task of one worker: `tick` every `every` seconds (10% jitter; the first
+    tick after half to one interval)."""
 
     def __init__(self, redis: Any, run_pass: Pass, *, prefix: str, every: float,
                  stalled_after: float) -> None:
@@ -108,8 +109,9 @@ class Reconciler:
         return counts
 
     async def run_forever(self) -> None:
-        # start at a random phase so workers started together do not all knock at once
-        await asyncio.sleep(random.uniform(0.0, self.every))
+        # the first pass after half to one interval: workers started together spread out, and
+        # a worker that only lives briefly (a test's) never writes the lock
+        await asyncio.sleep(self.every * random.uniform(0.5, 1.0))
         while True:
             try:
                 await self.tick()

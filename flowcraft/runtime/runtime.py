@@ -99,8 +99,8 @@ class FlowRuntime:
                   context: Mapping[str, Any] | None = None, run_id: str | None = None, *,
                   durable_timers: bool = False) -> WorkflowResult:
         """Run to the end (or until every live branch awaits) and return the result."""
-        return await self._start(self.prepare(flow, context, run_id,
-                                               durable_timers=durable_timers))
+        run = self.prepare(flow, context, run_id, durable_timers=durable_timers)
+        return await self._drive(run, run.start_instances(), start=True)
 
     async def resume(self, flow: Flow | WorkflowBlueprint | str,
                      result: WorkflowResult | bytes | str | Mapping[str, Any],
@@ -152,7 +152,7 @@ class FlowRuntime:
         context = {**plan.initial_context, **(overrides or {})}
         run = self.prepare(flow, context)
         run.replay = plan
-        return await self._start(run)
+        return await self._drive(run, run.start_instances(), start=True)
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a live run: running nodes are cancelled, the result says `cancelled`."""
@@ -175,13 +175,12 @@ class FlowRuntime:
         return Run(self, graph, run_id or new_run_id(), data,
                    durable_timers=durable_timers)
 
-    async def _start(self, run: Run) -> WorkflowResult:
-        if run.bus is not None:
+    async def _drive(self, run: Run, ready: list[Instance], *,
+                     start: bool = False) -> WorkflowResult:
+        """Run `ready` and what follows to the end; `start`: announce a new run first."""
+        if start and run.bus is not None:
             await run.bus(WorkflowStart(run_id=run.run_id, blueprint_id=run.blueprint_id,
                                         context=dict(run.data)))
-        return await self._drive(run, run.start_instances())
-
-    async def _drive(self, run: Run, ready: list[Instance]) -> WorkflowResult:
         if run.run_id in self._runs:
             raise FlowcraftError(f"run {run.run_id!r} is already running on this runtime")
         self._runs[run.run_id] = run
@@ -197,7 +196,7 @@ class FlowRuntime:
             raise
         finally:
             del self._runs[run.run_id]
-        return await run.finish()
+        return run.outcome() if run.bus is None else await run.finish()
 
     async def _resume_subflow(self, run: Run, node: CompiledNode, waiting: Awaiting,
                               output: Any, action: str | None) -> WorkflowResult:

@@ -38,7 +38,7 @@ from flowcraft.nodes import NodeContext, NodeResult
 from flowcraft.result import RunStatus, WorkflowError, WorkflowResult, utc_now
 from flowcraft.runtime.book import BACK, EXIT, Book
 from flowcraft.runtime.executor import RecoveredResult, failure_of
-from flowcraft.runtime.graph import CompiledNode, Graph
+from flowcraft.runtime.graph import CompiledEdge, CompiledNode, Graph
 from flowcraft.runtime.plan import plan_of
 from flowcraft.runtime.routing import decide_edges, edge_value, resolve_inputs
 from flowcraft.runtime.state import Awaiting, PausedState
@@ -211,12 +211,15 @@ class Run:
         self.lanes.cancel()
         return True
 
-    async def _lane(self, instance: Instance) -> None:
-        limiter = self.limiter
-        if limiter is not None:
-            async with limiter:
-                await self._lane_steps(instance)
-        else:
+    def _lane(self, instance: Instance) -> Coroutine[Any, Any, None]:
+        """A lane starting at `instance`, inside the run's concurrency limit if it has one."""
+        if self.limiter is None:
+            return self._lane_steps(instance)
+        return self._limited_lane(instance)
+
+    async def _limited_lane(self, instance: Instance) -> None:
+        assert self.limiter is not None
+        async with self.limiter:
             await self._lane_steps(instance)
 
     async def _lane_steps(self, instance: Instance) -> None:
@@ -284,19 +287,59 @@ class Run:
         if type(result.output) is Suspended:
             self.suspend(node, iteration, result.output)
             return []
+        if bus is None:
+            return self._complete_quietly(node, iteration, result)
         return await self.complete(node, iteration, result)
 
     async def complete(self, node: CompiledNode, iteration: int,
                        result: NodeResult) -> list[Instance]:
         """Record a finished instance's output and route along its edges."""
+        bus = self.bus
+        if bus is None:
+            return self._complete_quietly(node, iteration, result)
+        try:
+            self._record(node, result)
+        except ContextError as exc:
+            await self.fail(node, iteration, exc, 1)
+            return []
+        await bus(NodeFinish(run_id=self.run_id, blueprint_id=self.blueprint_id,
+                             node_id=node.id, iteration=iteration, output=result.output,
+                             action=result.action))
+        if self.failed or self.cancelled or not node.out_edges:
+            return []
+        return await self._route(node, iteration, result)
+
+    def _complete_quietly(self, node: CompiledNode, iteration: int,
+                          result: NodeResult) -> list[Instance]:
+        """`complete` when no event bus is attached: nothing to await, so no coroutine."""
+        try:
+            self._record(node, result)
+        except ContextError as exc:
+            self._failed(node, exc, 1)
+            return []
+        if self.failed or self.cancelled or not node.out_edges:
+            return []
+        edges = self.plan.plain_edges[node.index]
+        output = result.output
+        if edges is not None:  # every edge taken, carrying the output as it is
+            decisions = [(e, True, output) for e in edges]
+        else:
+            evaluator = self.runtime.evaluator
+            decisions = [(edge.index, taken,
+                          edge_value(edge, output, self.data, evaluator) if taken else None)
+                         for edge, taken in self._chosen(node, result)]
+        routed = self.book.route(node.index, iteration, decisions)
+        nodes = self.graph.nodes
+        return [(nodes[f.node], f.iteration, f.input) for f in routed.fired]
+
+    def _record(self, node: CompiledNode, result: NodeResult) -> None:
+        """Store a finished instance's output; ContextError if it is not encodable."""
         output = result.output
         key = self.plan.keys[node.index]
         try:
             ensure_encodable(key, output)
         except ContextError as exc:
-            await self.fail(node, iteration, ContextError(
-                f"run {self.run_id!r}, node {node.id!r}: output {exc}"), 1)
-            return []
+            raise ContextError(f"run {self.run_id!r}, node {node.id!r}: output {exc}") from None
         data = self.data
         if type(result) is RecoveredResult:
             # as TS Flowcraft records it: the fallback's output under the fallback's id
@@ -304,30 +347,21 @@ class Run:
             data[key] = data[node.id] = None
         else:
             data[key] = data[node.id] = output
-        if self.bus is not None:
-            await self.bus(NodeFinish(run_id=self.run_id, blueprint_id=self.blueprint_id,
-                                      node_id=node.id, iteration=iteration, output=output,
-                                      action=result.action))
-        if self.failed or self.cancelled or not node.out_edges:
-            return []
-        edges = self.plan.plain_edges[node.index]
-        if edges is not None and self.bus is None:
-            # Every edge is taken with the output as it is: no decisions, no events.
-            routed = self.book.route(node.index, iteration, [(e, True, output) for e in edges])
-            nodes = self.graph.nodes
-            return [(nodes[f.node], f.iteration, f.input) for f in routed.fired]
-        return await self._route(node, iteration, result)
+
+    def _chosen(self, node: CompiledNode, result: NodeResult) -> list[tuple[CompiledEdge, bool]]:
+        """The edges a finished instance resolves, each with taken or not."""
+        if node.is_controller and result.action == CONTINUE:
+            return [(e, True) for e in node.out_edges if e.kind == BACK]
+        flags = decide_edges(node, result, self.data, self.runtime.evaluator)
+        chosen = list(zip(node.out_edges, flags, strict=True))
+        if node.is_controller:
+            return [(e, taken) for e, taken in chosen if e.kind == EXIT]
+        return chosen
 
     async def _route(self, node: CompiledNode, iteration: int,
                      result: NodeResult) -> list[Instance]:
         evaluator = self.runtime.evaluator
-        if node.is_controller and result.action == CONTINUE:
-            chosen = [(e, True) for e in node.out_edges if e.kind == BACK]
-        else:
-            flags = decide_edges(node, result, self.data, evaluator)
-            chosen = list(zip(node.out_edges, flags, strict=True))
-            if node.is_controller:
-                chosen = [(e, taken) for e, taken in chosen if e.kind == EXIT]
+        chosen = self._chosen(node, result)
         bus = self.bus
         decisions = []
         for edge, taken in chosen:
@@ -356,16 +390,35 @@ class Run:
                    attempt: int) -> None:
         """Fail-fast: the run is failed for good and no new node starts (nodes running
         finish); so a failed node's successors, poisoned or cancelled, never run."""
+        error = self._failed(node, cause, attempt)
+        if self.bus is not None:
+            await self.bus(NodeErrorEvent(run_id=self.run_id, blueprint_id=self.blueprint_id,
+                                          node_id=node.id, iteration=iteration, error=error))
+
+    def _failed(self, node: CompiledNode, cause: BaseException, attempt: int) -> WorkflowError:
+        """Record the failure (`fail` without its event)."""
         error = WorkflowError(node_id=node.id, message=str(cause) or type(cause).__name__,
                               type=type(cause).__name__, attempt=attempt, timestamp=utc_now())
         log.info("run %s: node %s failed: %s", self.run_id, node.id, error.message)
         self.errors.append(error)
         self.failed = True
-        if self.bus is not None:
-            await self.bus(NodeErrorEvent(run_id=self.run_id, blueprint_id=self.blueprint_id,
-                                          node_id=node.id, iteration=iteration, error=error))
+        return error
 
     async def finish(self) -> WorkflowResult:
+        """The run's result, announced on the event bus."""
+        result = self.outcome()
+        if self.bus is not None:
+            if result.status == "awaiting":
+                await self.bus(WorkflowPause(run_id=self.run_id, blueprint_id=self.blueprint_id,
+                                             awaiting=list(result.awaiting)))
+            else:
+                await self.bus(WorkflowFinish(run_id=self.run_id,
+                                              blueprint_id=self.blueprint_id,
+                                              status=result.status, errors=list(self.errors)))
+        return result
+
+    def outcome(self) -> WorkflowResult:
+        """The run's result as it stands (`finish` without its event)."""
         status: RunStatus
         if self.cancelled:
             status = "cancelled"
@@ -388,14 +441,6 @@ class Run:
                 durable_timers=self.durable_timers))
             result.wake_at = {a.node_id: a.wake_at for a in self.awaiting.values()
                               if a.wake_at is not None}
-        if self.bus is not None:
-            if status == "awaiting":
-                await self.bus(WorkflowPause(run_id=self.run_id, blueprint_id=self.blueprint_id,
-                                             awaiting=list(result.awaiting)))
-            else:
-                await self.bus(WorkflowFinish(run_id=self.run_id,
-                                              blueprint_id=self.blueprint_id, status=status,
-                                              errors=list(self.errors)))
         return result
 
 

@@ -1,0 +1,280 @@
+"""The store parity test's one seam to the coordination stores (imported as `parity_stores`).
+
+The property test in test_store_parity.py describes transitions as plain `Step` records and
+compares plain `Answer` / `Observed` values; only the drivers below know the store protocol's
+method names, request structs and (for `instances`) each store's internal layout. When the
+protocol changes, this module is the one to update.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from flowcraft_arq.keys import RunKeys, run_pattern
+from flowcraft_arq.store import RedisRunStore
+from redis.asyncio import Redis
+
+from flowcraft.distributed import GraphSpec, MemoryStore
+from flowcraft.distributed.protocols import (
+    ClaimOutcome,
+    CommitOutcome,
+    CommitRequest,
+    FailRequest,
+    JobRef,
+    ReconcileOutcome,
+    Resolution,
+    StartOutcome,
+)
+
+TS = "2026-01-01T00:00:00+00:00"
+LEASE_MS = 600_000  # ten minutes: no lease expires while an example runs
+
+Inst = tuple[int, int, int]  # node index, iteration, item (-1: not a batch item)
+Job = tuple[int, int, int, int, bool]  # node, iteration, item, epoch, deferred
+Write = tuple[str, bytes | None]
+Res = tuple[int, bool, bytes, int]  # edge, taken, value JSON, iteration mode
+
+
+@dataclass(frozen=True)
+class Step:
+    """One transition: `kind` names it, the other fields are its arguments (unused ones stay
+    at their defaults). `run` is the run it targets (another id tests unknown runs)."""
+
+    kind: str
+    run: str = "r"
+    inst: Inst = (0, 0, -1)
+    token: str = ""
+    writes: tuple[Write, ...] = ()
+    resolutions: tuple[Res, ...] = ()
+    await_id: str | None = None
+    defer_ms: int = 0
+    output: bytes = b"null"
+    items: tuple[bytes, ...] = ()
+    pills: tuple[tuple[int, str], ...] = ()
+    error: bytes = b"null"
+    jobs: tuple[Job, ...] = ()
+    context: tuple[tuple[str, bytes], ...] = ()
+    park: bool = False
+    stalled_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a store answered, reduced to what both stores must agree on."""
+
+    ok: bool
+    reason: str = ""
+    jobs: tuple[Job, ...] = ()
+    status: str = ""
+    finished: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A run's observable state, plus the bookkeeping both stores keep in the same shape."""
+
+    status: str | None
+    context: dict[str, Any]
+    result: Any
+    awaiting: dict[str, str]
+    instances: dict[str, str]  # "n#it[/k]" -> state letter, with the epoch while leasable
+    inputs: dict[str, Any]  # the input (decoded) of each leasable instance
+    outbox: frozenset[str]
+    live: int
+
+
+Book = tuple[dict[str, str], dict[str, bytes], frozenset[str], int]
+
+
+def _json(raw: bytes | None) -> Any:
+    return None if raw is None else msgspec.json.decode(raw)
+
+
+def _result(raw: bytes | None) -> Any:
+    """The result JSON decoded, errors without their timestamps."""
+    doc = _json(raw)
+    if isinstance(doc, dict):
+        for error in doc.get("errors", []):
+            if isinstance(error, dict):
+                error.pop("timestamp", None)
+    return doc
+
+
+def _jobs(refs: Sequence[JobRef]) -> tuple[Job, ...]:
+    return tuple(sorted((j.node_index, j.iteration, j.item, j.epoch, j.defer_until_ms > 0)
+                        for j in refs))
+
+
+def _outcome(out: ClaimOutcome | CommitOutcome | StartOutcome | ReconcileOutcome) -> Answer:
+    if isinstance(out, ClaimOutcome):
+        return Answer(out.ok, out.reason, _jobs(out.jobs), out.status,
+                      extra={"input": _json(out.input) if out.ok else None,
+                             "gathered": out.gathered})
+    if isinstance(out, StartOutcome):
+        return Answer(out.created, "", _jobs(out.jobs), out.status)
+    if isinstance(out, ReconcileOutcome):
+        return Answer(True, "", _jobs(out.jobs), out.status, out.finished,
+                      extra={"refired": out.refired, "blueprint_id": out.blueprint_id})
+    return Answer(out.ok, out.reason, _jobs(out.jobs), out.status, out.finished,
+                  extra={"gathered": _json(out.gathered)})
+
+
+class StoreDriver:
+    """Runs `Step`s against one CoordinationStore; subclasses read its bookkeeping."""
+
+    def __init__(self, store: Any, spec: GraphSpec) -> None:
+        self.store = store
+        self.spec = spec
+
+    async def do(self, step: Step) -> Answer:
+        handler = getattr(self, f"_{step.kind}")
+        answer: Answer = await handler(step)
+        return answer
+
+    async def _start(self, step: Step) -> Answer:
+        meta = {"blueprint_id": self.spec.blueprint_id, "version": "", "status": "running",
+                "created": "0"}
+        return _outcome(await self.store.start_run(step.run, self.spec, dict(step.context), meta))
+
+    async def _claim(self, step: Step) -> Answer:
+        node, iteration, item = step.inst
+        return _outcome(await self.store.claim(step.run, self.spec, node, iteration, step.token,
+                                               LEASE_MS, item))
+
+    async def _renew(self, step: Step) -> Answer:
+        node, iteration, item = step.inst
+        status = await self.store.renew(step.run, node, iteration, step.token, LEASE_MS, item)
+        return Answer(status is not None, status=status or "")
+
+    def _request(self, step: Step) -> CommitRequest:
+        node, iteration, item = step.inst
+        return CommitRequest(
+            node_index=node, iteration=iteration, token=step.token,
+            node_id=step.await_id or "", writes=step.writes,
+            resolutions=[Resolution(*r) for r in step.resolutions], timestamp=TS,
+            await_details=b"{}" if step.await_id is not None else None,
+            defer_ms=step.defer_ms, item=item, item_output=step.output, lease_ms=LEASE_MS,
+            park=step.park)
+
+    async def _commit(self, step: Step) -> Answer:
+        return _outcome(await self.store.commit(step.run, self.spec, self._request(step)))
+
+    async def _resume(self, step: Step) -> Answer:
+        return _outcome(await self.store.resume(step.run, self.spec, self._request(step)))
+
+    async def _fail(self, step: Step) -> Answer:
+        node, iteration, item = step.inst
+        request = FailRequest(node_index=node, iteration=iteration, token=step.token,
+                              error=step.error, writes=step.writes, pills=step.pills,
+                              timestamp=TS, item=item)
+        return _outcome(await self.store.fail(step.run, self.spec, request))
+
+    async def _release(self, step: Step) -> Answer:
+        node, iteration, item = step.inst
+        return _outcome(await self.store.release(step.run, node, iteration, step.token, item))
+
+    async def _scatter(self, step: Step) -> Answer:
+        node, iteration, _ = step.inst
+        return _outcome(await self.store.scatter(step.run, self.spec, node, iteration,
+                                                 step.token, step.items))
+
+    async def _cancel(self, step: Step) -> Answer:
+        return _outcome(await self.store.cancel(step.run, TS))
+
+    async def _reconcile(self, step: Step) -> Answer:
+        return _outcome(await self.store.reconcile_run(step.run, TS, step.stalled_ms))
+
+    async def _park(self, step: Step) -> Answer:
+        node, iteration, _ = step.inst
+        return _outcome(await self.store.park(step.run, node, iteration, step.token))
+
+    async def _adopt(self, step: Step) -> Answer:
+        node, iteration, _ = step.inst
+        adopted = await self.store.adopt(step.run, node, iteration, step.token, LEASE_MS)
+        return Answer(bool(adopted))
+
+    async def _ack(self, step: Step) -> Answer:
+        refs = [JobRef(n, it, epoch, 0, item) for n, it, item, epoch, _ in step.jobs]
+        await self.store.ack(step.run, refs)
+        return Answer(True)
+
+    async def _loop_count(self, step: Step) -> Answer:
+        node, iteration, _ = step.inst
+        count = await self.store.loop_count(step.run, node, iteration)
+        return Answer(True, extra={"count": count})
+
+    async def observe(self, run_id: str) -> Observed:
+        context = await self.store.get_context(run_id)
+        instances, inputs, outbox, live = await self.bookkeeping(run_id)
+        return Observed(
+            status=await self.store.status(run_id),
+            context={k: _json(v) for k, v in context.items()},
+            result=_result(await self.store.result(run_id)),
+            awaiting=await self.store.awaiting(run_id),
+            instances=instances, inputs={k: _json(v) for k, v in inputs.items()},
+            outbox=outbox, live=live)
+
+    async def bookkeeping(self, run_id: str) -> Book:
+        """Instance states, inputs of leasable instances, outbox keys, live count."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Forget what this driver created."""
+
+
+class MemoryDriver(StoreDriver):
+    """The reference model, `MemoryStore`."""
+
+    def __init__(self, spec: GraphSpec) -> None:
+        super().__init__(MemoryStore(), spec)
+
+    async def bookkeeping(self, run_id: str) -> Book:
+        run = self.store.runs.get(run_id)
+        if run is None:
+            return {}, {}, frozenset(), 0
+        instances = {key: rec.state + (str(rec.epoch) if rec.state in "FG" else "")
+                     for key, rec in run.inst.items()}
+        inputs = {key: rec.input for key, rec in run.inst.items() if rec.state in "FG"}
+        return instances, inputs, frozenset(run.outbox), run.live
+
+
+class RedisDriver(StoreDriver):
+    """`RedisRunStore` (the Lua scripts), under a key prefix of its own."""
+
+    def __init__(self, redis: Redis, spec: GraphSpec) -> None:
+        self.prefix = f"fcparity-{uuid.uuid4().hex[:10]}"
+        super().__init__(RedisRunStore(redis, prefix=self.prefix), spec)
+        self.redis = redis
+
+    async def bookkeeping(self, run_id: str) -> Book:
+        raw = await self.redis.hgetall(RunKeys(self.prefix, run_id).meta)  # type: ignore[misc]
+        instances: dict[str, str] = {}
+        inputs: dict[str, bytes] = {}
+        outbox: set[str] = set()
+        live = 0
+        for key, value in raw.items():
+            name, text = key.decode(), value.decode()
+            if name.startswith("i:"):
+                fields = text.split("|", 4)  # kind+epoch|token|expiry|fired at|input
+                instances[name[2:]] = fields[0]
+                if len(fields) == 5:
+                    inputs[name[2:]] = fields[4].encode()
+            elif name.startswith("o:"):
+                outbox.add(name[2:])
+            elif name == "live":
+                live = int(text)
+        return instances, inputs, frozenset(outbox), live
+
+    async def close(self) -> None:
+        keys = [key async for key in self.redis.scan_iter(match=run_pattern(self.prefix))]
+        if keys:
+            await self.redis.delete(*keys)
+
+
+__all__ = ["LEASE_MS", "TS", "Answer", "Inst", "Job", "MemoryDriver", "Observed",
+           "RedisDriver", "Res", "Step", "StoreDriver", "Write"]

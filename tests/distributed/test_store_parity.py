@@ -1,0 +1,485 @@
+"""The Lua scripts answer like the Python model: MemoryStore and RedisRunStore, driven with the
+same random transition sequences on random graphs, agree after every step.
+
+Each example draws a small graph (a DAG with `all` and `any` joins, maybe a fallback-only node,
+maybe one loop controller with its back edge and exits) and a sequence of transitions chosen
+from the model's observable state: claims of fired instances, commits with random routing and
+context writes, awaits and resumes, failures with pills, releases, batch scatters and item
+commits, cancel, reconcile, acks; plus a share of steps both stores must refuse (stale tokens,
+double commits, claims of finished instances, resumes of instances that do not await, unknown
+runs). Leases are ten minutes long, so no answer depends on the clock.
+
+`make test` replays a fixed sequence of examples; FLOWCRAFT_FUZZ_EXAMPLES=n explores n random
+ones. The store calls live in parity_stores.py (one driver per store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from parity_stores import (
+    TS,
+    Answer,
+    Inst,
+    Job,
+    MemoryDriver,
+    Observed,
+    RedisDriver,
+    Res,
+    Step,
+)
+from redis.asyncio import Redis
+
+from flowcraft.blueprint import (
+    EdgeDefinition,
+    NodeConfig,
+    NodeDefinition,
+    WorkflowBlueprint,
+    load_blueprint,
+)
+from flowcraft.distributed import graph_spec
+from flowcraft.distributed.protocols import FRESH, PARENT, SAME, TERMINAL
+from flowcraft.runtime.graph import BACK, EXIT, Graph
+
+EXAMPLES = int(os.environ.get("FLOWCRAFT_FUZZ_EXAMPLES", "150"))
+PARITY = settings(max_examples=EXAMPLES, deadline=None,
+                  derandomize="FLOWCRAFT_FUZZ_EXAMPLES" not in os.environ,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+# Node ids that JSON-escape differently in msgspec and cjson ("/", quotes, non-ASCII).
+NODE_IDS = ("a", "b/x", "c d", "dé", 'e"q', "f", "g")
+KEYS = ("k", "_outputs.a", "ü/v", "n")
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 10**12) | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner,
+                                                                 max_size=2),
+    max_leaves=4).map(msgspec.json.encode)
+writes = st.lists(st.tuples(st.sampled_from(KEYS), st.none() | values), max_size=3).map(tuple)
+
+
+def _noop() -> None:
+    """Stands for every node implementation: the stores never run nodes."""
+
+
+@st.composite
+def graphs(draw: st.DrawFn) -> Graph:
+    """A random compiled graph."""
+    count = draw(st.integers(2, 6))
+    ids = list(NODE_IDS[:count])
+    forward = st.integers(0, count - 2).flatmap(
+        lambda s: st.tuples(st.just(s), st.integers(s + 1, count - 1)))
+    pairs = draw(st.lists(forward, max_size=9))
+    edges = [EdgeDefinition(ids[s], ids[t]) for s, t in pairs]
+    any_join = draw(st.lists(st.booleans(), min_size=count, max_size=count))
+    fallback: dict[int, str] = {}
+    if draw(st.booleans()):
+        owner, offset = draw(st.tuples(st.integers(0, count - 1), st.integers(1, count - 1)))
+        fallback[owner] = ids[(owner + offset) % count]
+    nodes = [NodeDefinition(ids[i], "fn", config=NodeConfig(
+        join_strategy="any" if any_join[i] else "all", fallback=fallback.get(i)))
+        for i in range(count)]
+    if draw(st.booleans()):
+        first, last = sorted(draw(st.tuples(st.integers(0, count - 1),
+                                            st.integers(0, count - 1))))
+        nodes.append(NodeDefinition("loop", "loop-controller",
+                                    params={"condition": "true", "maxIterations": 3}))
+        # the body runs first -> ... -> last, so the controller is entered from its body only
+        edges += [EdgeDefinition(ids[k], ids[k + 1]) for k in range(first, last)]
+        edges += [EdgeDefinition(ids[last], "loop"),
+                  EdgeDefinition("loop", ids[first], action="continue")]
+        exits = draw(st.lists(st.integers(0, count - 1), max_size=2))
+        edges += [EdgeDefinition("loop", ids[t], action=draw(st.sampled_from([None, "break"])))
+                  for t in exits]
+    blueprint = load_blueprint(WorkflowBlueprint("parity", tuple(nodes), tuple(edges)))
+    return Graph(blueprint, {"fn": _noop, "loop-controller": _noop})
+
+
+def _inst(key: str) -> Inst:
+    node, _, rest = key.partition("#")
+    iteration, _, item = rest.partition("/")
+    return int(node), int(iteration), int(item) if item else -1
+
+
+def _job(key: str) -> Job:
+    inst, _, epoch = key.rpartition("#")
+    node, iteration, item = _inst(inst)
+    return node, iteration, item, int(epoch), False
+
+
+class Harness:
+    """What the test knows besides the model's state: which tokens hold which leases, which
+    (instance, token) pairs already completed, and a counter for fresh tokens."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.held: dict[Inst, str] = {}
+        self.spent: list[tuple[Inst, str]] = []
+        self.fired: dict[Inst, tuple[int, Any]] = {}  # last (epoch, input) seen while fired
+        self.tokens = 0
+
+    def token(self) -> str:
+        self.tokens += 1
+        return f"t{self.tokens}"
+
+    def resolutions(self, data: st.DataObject, node: int) -> tuple[Res, ...]:
+        """Routing decisions shaped like the adapter's: every out edge of a plain node at the
+        same iteration; a controller either continues (back edges, fresh iteration) or breaks
+        (exit edges, at the loop's entry iteration)."""
+        compiled = self.graph.nodes[node]
+        edges = [(e.index, e.kind) for e in compiled.out_edges]
+        if compiled.is_controller:
+            if data.draw(st.booleans(), label="continue"):
+                chosen = [(e, True, FRESH) for e, kind in edges if kind == BACK]
+            else:
+                chosen = [(e, data.draw(st.booleans()), PARENT) for e, kind in edges
+                          if kind == EXIT]
+        else:
+            chosen = [(e, data.draw(st.booleans()), SAME) for e, _ in edges]
+        return tuple((e, taken, data.draw(values) if taken else b"", mode)
+                     for e, taken, mode in chosen)
+
+    def adoptable(self, inst: Inst) -> bool:
+        """Adopt only instances at epoch 0 whose input is null: known divergences
+        test_adopted_instance_keeps_its_epoch, test_adopted_instance_keeps_its_input."""
+        return self.fired.get(inst, (0, None)) == (0, None)
+
+    def draw(self, data: st.DataObject, seen: Observed) -> Step:
+        """The next step: a valid one from the model's state, or one both must refuse."""
+        leasable = sorted(_inst(k) for k, s in seen.instances.items() if s[0] in "FG")
+        held = sorted(self.held)
+        # only instances at epoch 0 scatter: known divergence test_gathered_batch_keeps_its_epoch
+        fresh = [i for i in held if i[2] < 0 and seen.instances.get(_key(i)) == "F0"]
+        choices = {"commit": held, "fail": held, "renew": held, "release": held,
+                   "scatter": fresh,
+                   "park": [i for i in held if i[2] < 0 and seen.instances[_key(i)][0] == "F"]}
+        # progress first (hypothesis draws and shrinks towards the front), the run's end last
+        kinds: list[str] = []
+        if held:
+            kinds += ["commit"] * 6
+        if leasable:
+            kinds += ["claim"] * 5
+        if seen.awaiting:
+            kinds += ["resume"] * 3
+        if held:
+            kinds += ["fail", "renew", "release"]
+        if fresh:
+            kinds += ["scatter"] * 2
+        if choices["park"]:
+            kinds.append("park")
+        parked = sorted(i for i in map(_inst, (k for k, v in seen.instances.items() if v == "S"))
+                        if self.adoptable(i))
+        if parked:
+            kinds += ["adopt"] * 2
+        if seen.outbox:
+            kinds.append("ack")
+        if any(n.is_controller for n in self.graph.nodes):
+            kinds.append("loop_count")
+        if seen.status != "awaiting":  # known divergence: test_reconcile_of_an_awaiting_run
+            kinds.append("reconcile")
+        kinds += ["bad", "bad", "start", "cancel"]
+        kind = data.draw(st.sampled_from(kinds), label="kind")
+        if kind == "claim":
+            inst = data.draw(st.sampled_from(leasable))
+            own = inst in self.held and data.draw(st.booleans())
+            return Step("claim", inst=inst, token=self.held[inst] if own else self.token())
+        if kind in choices:
+            inst = data.draw(st.sampled_from(choices[kind]))
+            return self._holding(data, kind, inst, self.held[inst])
+        if kind == "adopt":
+            return Step("adopt", inst=data.draw(st.sampled_from(parked)), token=self.token())
+        if kind == "resume":
+            inst = data.draw(st.sampled_from(sorted(_inst(k) for k in seen.awaiting)))
+            if data.draw(st.integers(0, 4), label="park") == 0:  # a subflow node's resume
+                return Step("resume", inst=inst, park=True)
+            return Step("resume", inst=inst, writes=data.draw(writes),
+                        resolutions=self.resolutions(data, inst[0]))
+        if kind == "ack":
+            keys = data.draw(st.lists(st.sampled_from(sorted(seen.outbox)), min_size=1,
+                                      max_size=3))
+            return Step("ack", jobs=tuple(_job(k) for k in keys))
+        if kind == "loop_count":
+            node = next(n.index for n in self.graph.nodes if n.is_controller)
+            return Step("loop_count", inst=(node, data.draw(st.integers(0, 4)), -1))
+        if kind == "start":
+            return Step("start", context=data.draw(_contexts))
+        if kind == "bad":
+            return self._bad(data, seen)
+        return Step(kind)
+
+    def _holding(self, data: st.DataObject, kind: str, inst: Inst, token: str) -> Step:
+        """A step by the holder of `inst`'s lease."""
+        node = inst[0]
+        if kind == "commit":
+            if inst[2] >= 0:
+                return Step("commit", inst=inst, token=token, writes=data.draw(writes),
+                            output=data.draw(values))
+            if data.draw(st.integers(0, 5), label="await") == 0:
+                return Step("commit", inst=inst, token=token, writes=data.draw(writes),
+                            await_id=self.graph.nodes[node].id)
+            return Step("commit", inst=inst, token=token, writes=data.draw(writes),
+                        resolutions=self.resolutions(data, node),
+                        defer_ms=data.draw(st.sampled_from([0, 0, 0, 50_000])))
+        if kind == "fail":
+            compiled = self.graph.nodes[node]
+            pills = tuple((e.target.index, "cancel" if e.target.join_any else "poison")
+                          for e in compiled.out_edges)
+            error = msgspec.json.encode({"node_id": compiled.id, "message": "boom",
+                                         "timestamp": TS})
+            return Step("fail", inst=inst, token=token, writes=data.draw(writes),
+                        pills=pills, error=error)
+        if kind == "scatter":
+            items = tuple(data.draw(st.lists(values, min_size=1, max_size=3)))
+            return Step("scatter", inst=inst, token=token, items=items)
+        return Step(kind, inst=inst, token=token)
+
+    def _bad(self, data: st.DataObject, seen: Observed) -> Step:
+        """A step both stores must refuse, and refuse the same way."""
+        known = sorted(_inst(k) for k in seen.instances) or [(0, 0, -1)]
+        choice = data.draw(st.sampled_from(
+            ["claim_any", "claim_unfired", "stale", "double", "resume", "adopt", "ghost"]),
+            label="bad")
+        if choice == "claim_any":
+            return Step("claim", inst=data.draw(st.sampled_from(known)), token=self.token())
+        if choice == "adopt":  # mostly of instances that are not parked
+            known = [i for i in known if seen.instances.get(_key(i)) != "S"
+                     or self.adoptable(i)] or [(0, 0, -1)]
+            return Step("adopt", inst=data.draw(st.sampled_from(known)), token=self.token())
+        if choice == "claim_unfired":
+            inst = (data.draw(st.integers(0, len(self.graph.nodes) - 1)),
+                    data.draw(st.integers(0, 5)), data.draw(st.sampled_from([-1, 0, 2])))
+            return Step("claim", inst=inst, token=self.token())
+        if choice == "stale":
+            kind = data.draw(st.sampled_from(["commit", "fail", "release", "renew", "scatter",
+                                              "park"]))
+            inst = data.draw(st.sampled_from(known))
+            return self._holding(data, kind, inst, self.token())
+        if choice == "double" and self.spent:
+            inst, token = data.draw(st.sampled_from(self.spent))
+            return self._holding(data, data.draw(st.sampled_from(["commit", "fail"])), inst,
+                                 token)
+        if choice == "resume":
+            inst = data.draw(st.sampled_from(known))
+            return Step("resume", inst=inst, resolutions=self.resolutions(data, inst[0]))
+        kind = data.draw(st.sampled_from(["claim", "commit", "cancel", "reconcile", "resume"]))
+        return Step(kind, run="ghost", token=self.token())
+
+    def update(self, step: Step, answer: Any, seen: Observed) -> None:
+        """Follow the leases through an answer both stores gave, and the epochs."""
+        for key, state in seen.instances.items():
+            if state[:1] in ("F", "G"):
+                self.fired[_inst(key)] = (int(state[1:]), seen.inputs[key])
+        if not answer.ok:
+            return
+        if step.kind in ("claim", "adopt"):
+            self.held[step.inst] = step.token
+        elif step.kind in ("commit", "fail", "release", "scatter", "park"):
+            self.held.pop(step.inst, None)
+            if step.kind in ("commit", "fail"):
+                self.spent.append((step.inst, step.token))
+            if answer.extra.get("gathered") is not None:
+                self.held[(step.inst[0], step.inst[1], -1)] = step.token
+
+
+def _key(inst: Inst) -> str:
+    node, iteration, item = inst
+    return f"{node}#{iteration}" if item < 0 else f"{node}#{iteration}/{item}"
+
+
+_contexts = st.dictionaries(st.sampled_from(KEYS), values, max_size=2).map(
+    lambda d: tuple(d.items()))
+
+
+def _tolerant(seen: Observed) -> Observed:
+    """`seen` without what the stores are known to disagree on (each has an xfail test)."""
+    if seen.status == "cancelled":
+        seen = dataclasses.replace(seen, awaiting={})  # test_cancel_of_an_awaiting_run_...
+        if isinstance(seen.result, dict):  # test_failure_after_cancel_in_the_result
+            seen = dataclasses.replace(seen, result={**seen.result, "errors": []})
+    if isinstance(seen.result, dict):  # test_awaiting_result_lists_nodes_in_the_same_order
+        seen = dataclasses.replace(
+            seen, result={**seen.result, "awaiting": sorted(seen.result["awaiting"])})
+    return seen
+
+
+class Pair:
+    """The model and the Lua scripts side by side: every step goes to both, and both must
+    answer alike and show the same state afterwards."""
+
+    def __init__(self, graph: Graph, redis: Redis, *, tolerant: bool = True,
+                 states: bool = True) -> None:
+        spec = graph_spec(graph)
+        self.memory, self.lua = MemoryDriver(spec), RedisDriver(redis, spec)
+        self.tolerant = tolerant
+        self.states = states
+        self.trace = [f"graph: {graph.blueprint.to_json().decode()}"]
+
+    async def step(self, step: Step) -> tuple[Answer, Observed]:
+        expected, got = await self.memory.do(step), await self.lua.do(step)
+        self.trace.append(f"{step}\n    -> {expected}")
+        assert got == expected, "\n".join([*self.trace, f"    Lua: {got}"])
+        seen, lua_seen = await self.memory.observe("r"), await self.lua.observe("r")
+        if not self.states:
+            same = True
+        elif self.tolerant:
+            same = _tolerant(lua_seen) == _tolerant(seen)
+        else:
+            same = lua_seen == seen
+        assert same, "\n".join([*self.trace, f"model: {seen}", f"Lua:   {lua_seen}"])
+        return expected, seen
+
+    async def close(self) -> None:
+        await self.lua.close()
+
+
+async def _example(data: st.DataObject, redis: Redis, tally: dict[str, int]) -> None:
+    graph = data.draw(graphs(), label="graph")
+    pair, harness = Pair(graph, redis), Harness(graph)
+    try:
+        step = Step("start", context=data.draw(_contexts))
+        left = data.draw(st.integers(8, 80), label="steps")
+        while True:
+            answer, seen = await pair.step(step)
+            harness.update(step, answer, seen)
+            tally[step.kind] = tally.get(step.kind, 0) + 1
+            tally["ok " + step.kind] = tally.get("ok " + step.kind, 0) + answer.ok
+            if seen.status in TERMINAL:
+                left = min(left, 2)  # a few refusals after the end, then the next example
+            if left == 0:
+                break
+            left -= 1
+            step = harness.draw(data, seen)
+        tally[f"final {seen.status}"] = tally.get(f"final {seen.status}", 0) + 1
+    finally:
+        await pair.close()
+
+
+def test_memory_store_and_lua_scripts_agree(redis_url: str) -> None:
+    """Random transition sequences on random graphs: both stores answer every step alike and
+    end in the same observable state."""
+    tally: dict[str, int] = {"examples": 0}
+    with asyncio.Runner() as runner:
+        redis = Redis.from_url(redis_url)
+
+        @PARITY
+        @given(st.data())
+        def agree(data: st.DataObject) -> None:
+            tally["examples"] += 1
+            runner.run(_example(data, redis, tally))
+
+        try:
+            agree()
+        finally:
+            runner.run(redis.aclose())
+    print(f"store parity: {tally}")
+    assert tally["examples"] >= min(EXAMPLES, 50)
+
+
+# -- disagreements the property found, minimised; each is tolerated above until fixed ---------
+
+def _graph(nodes: tuple[str, ...], edges: tuple[tuple[str, str], ...] = ()) -> Graph:
+    blueprint = WorkflowBlueprint("parity", tuple(NodeDefinition(n, "fn") for n in nodes),
+                                  tuple(EdgeDefinition(s, t) for s, t in edges))
+    return Graph(load_blueprint(blueprint), {"fn": _noop})
+
+
+async def _replay(redis_url: str, graph: Graph, steps: list[Step], *,
+                  answers_only: bool = False) -> None:
+    """Both stores answer `steps` alike (and, unless `answers_only`, show the same state)."""
+    redis = Redis.from_url(redis_url)
+    pair = Pair(graph, redis, tolerant=False, states=not answers_only)
+    try:
+        for step in steps:
+            await pair.step(step)
+    finally:
+        await pair.close()
+        await redis.aclose()
+
+
+def _await(node: int, token: str, node_id: str) -> list[Step]:
+    """Claim instance (node, 0) and commit it as awaiting a resume."""
+    return [Step("claim", inst=(node, 0, -1), token=token),
+            Step("commit", inst=(node, 0, -1), token=token, await_id=node_id)]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "reconcile_run of an awaiting run: MemoryStore returns no jobs, reconcile.lua returns the "
+    "undelivered outbox (jobs of instances already done)"))
+async def test_reconcile_of_an_awaiting_run(redis_url: str) -> None:
+    await _replay(redis_url, _graph(("a",)),
+                  [Step("start"), *_await(0, "t1", "a"), Step("reconcile")])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "cancel of an awaiting run: MemoryStore clears the awaiting instances, cancel.lua keeps "
+    "the w: fields, so awaiting() still lists them"))
+async def test_cancel_of_an_awaiting_run_clears_awaiting(redis_url: str) -> None:
+    await _replay(redis_url, _graph(("a",)), [Step("start"), *_await(0, "t1", "a"), Step("cancel")])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the awaiting result lists node ids in the order they began awaiting in MemoryStore, "
+    "sorted in lib.lua"))
+async def test_awaiting_result_lists_nodes_in_the_same_order(redis_url: str) -> None:
+    await _replay(redis_url, _graph(("a", "b")),
+                  [Step("start"), *_await(1, "t1", "b"), *_await(0, "t2", "a")])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a node that fails after its run was cancelled: MemoryStore lists the error in the "
+    "cancelled result, lib.lua's finish() only lists errors when the status is failed"))
+async def test_failure_after_cancel_in_the_result(redis_url: str) -> None:
+    error = msgspec.json.encode({"node_id": "a", "message": "boom"})
+    await _replay(redis_url, _graph(("a",)), [
+        Step("start"), Step("claim", inst=(0, 0, -1), token="t1"), Step("cancel"),
+        Step("fail", inst=(0, 0, -1), token="t1", error=error)])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a batch whose items all finished: MemoryStore keeps the instance's epoch, commit.lua "
+    "writes G0, so a refired gathered batch reuses an earlier job id (epoch 1 twice)"))
+async def test_gathered_batch_keeps_its_epoch(redis_url: str) -> None:
+    batch, item = (0, 0, -1), (0, 0, 0)
+    await _replay(redis_url, _graph(("a",)), [
+        Step("start"), Step("reconcile"), Step("claim", inst=batch, token="t1"),
+        Step("scatter", inst=batch, token="t1", items=(b"1",)),
+        Step("claim", inst=item, token="t2"), Step("commit", inst=item, token="t2"),
+        Step("release", inst=batch, token="t2"), Step("reconcile")], answers_only=True)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "adopt of a parked subflow instance: MemoryStore keeps the instance's epoch, adopt.lua "
+    "writes F0, so a refired adopted instance reuses an earlier job id (epoch 1 twice)"))
+async def test_adopted_instance_keeps_its_epoch(redis_url: str) -> None:
+    node = (0, 0, -1)
+    await _replay(redis_url, _graph(("a",)), [
+        Step("start"), Step("reconcile"), Step("claim", inst=node, token="t1"),
+        Step("park", inst=node, token="t1"), Step("adopt", inst=node, token="t2"),
+        Step("release", inst=node, token="t2"), Step("reconcile")], answers_only=True)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "reconcile_run(stalled_ms): reconcile.lua re-fires only instances fired at least "
+    "stalled_ms ago, MemoryStore ignores stalled_ms and re-fires every unleased instance"))
+async def test_reconcile_waits_for_stalled_ms(redis_url: str) -> None:
+    await _replay(redis_url, _graph(("a",)), [Step("start"),
+                                              Step("reconcile", stalled_ms=600_000)])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "adopt of a parked subflow instance: MemoryStore keeps the instance's input, adopt.lua "
+    "writes null, so a later claim of it (after a refire) gets input null"))
+async def test_adopted_instance_keeps_its_input(redis_url: str) -> None:
+    first, second = (0, 0, -1), (1, 0, -1)
+    await _replay(redis_url, _graph(("a", "b"), (("a", "b"),)), [
+        Step("start"), Step("claim", inst=first, token="t1"),
+        Step("commit", inst=first, token="t1", resolutions=((0, True, b"1", SAME),)),
+        Step("claim", inst=second, token="t2"), Step("park", inst=second, token="t2"),
+        Step("adopt", inst=second, token="t3"), Step("claim", inst=second, token="t3")],
+        answers_only=True)

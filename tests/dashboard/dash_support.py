@@ -129,3 +129,43 @@ def napping_flow() -> Flow:
     """prepare -> nap (a 30 s durable sleep) -> finish."""
     return (Flow("napping", version="1").node("prepare", prepare).sleep("nap", duration="30s")
             .node("finish", finish).edge("prepare", "nap").edge("nap", "finish"))
+
+
+async def count_init(ctx: NodeContext) -> int:
+    await ctx.context.set("n", 0)
+    return 0
+
+
+async def count_step(ctx: NodeContext) -> int:
+    n = int(await ctx.context.get("n")) + 1
+    await ctx.context.set("n", n)
+    return n
+
+
+def looping_flow() -> Flow:
+    """init -> (step -> check) three times -> done."""
+    return (Flow("looping", version="1").node("init", count_init).node("step", count_step)
+            .node("check", echo).node("done", echo)
+            .edge("init", "step").edge("step", "check")
+            .loop("again", start="step", end="check", condition="n < 3")
+            .edge("again", "done"))
+
+
+async def double(ctx: NodeContext) -> int:
+    value = int(await ctx.context.get("x")) * 2
+    await ctx.context.set("doubled", value)
+    return value
+
+
+def child_flow() -> Flow:
+    return Flow("child", version="1").node("double", double)
+
+
+def parent_flow() -> Flow:
+    return (Flow("parent", version="1").node("prepare", prepare)
+            .subflow("sub", blueprint_id="child", inputs={"x": "order"},
+                     outputs={"result": "doubled"})
+            .node("after", echo).edge("prepare", "sub").edge("sub", "after"))
+
+
+MORE_FLOWS = [looping_flow(), child_flow(), parent_flow(), napping_flow()]

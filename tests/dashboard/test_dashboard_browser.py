@@ -117,6 +117,25 @@ async def test_cancel_button_cancels_the_run(
         assert await page.locator('button[data-action="cancel"]').count() == 0
 
 
+async def test_bulk_cancel_of_the_selected_runs(
+        page: Page, redis_url: str, arq_worker: Any, flowcraft_client: Any, fc_prefix: str,
+        fc_queue: str) -> None:
+    async with arq_worker(ALL_FLOWS), flowcraft_client(ALL_FLOWS) as client, \
+            serve(redis_url, prefix=fc_prefix, queue_name=fc_queue) as base:
+        runs = [await client.start("approval") for _ in range(3)]
+        for run_id in runs:
+            assert (await client.wait(run_id, timeout=15)).status == "awaiting"
+        await page.goto(base + "/")
+        await page.check(f'input[name=run_id][value="{runs[0]}"]')
+        await page.check(f'input[name=run_id][value="{runs[2]}"]')
+        await page.click("button.bulk-cancel")
+        assert await page.inner_text(".flash.ok") == "cancelled 2 of 2 runs"
+        statuses = [await client.status(run_id) for run_id in runs]
+        assert statuses == ["cancelled", "awaiting", "cancelled"]
+        await page.check("input.select-all")
+        assert await page.locator("input[name=run_id]:checked").count() == 3
+
+
 async def test_read_only_mode_shows_no_actions_and_refuses_posts(
         page: Page, redis_url: str, arq_worker: Any, flowcraft_client: Any, fc_prefix: str,
         fc_queue: str) -> None:

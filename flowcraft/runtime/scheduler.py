@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Collection, Coroutine, Mapping
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -37,6 +39,7 @@ from flowcraft.expressions import ExpressionEvaluator
 from flowcraft.nodes import NodeContext, NodeResult
 from flowcraft.result import RunStatus, WorkflowError, WorkflowResult, utc_now
 from flowcraft.runtime.book import BACK, EXIT, Book
+from flowcraft.runtime.eager import UntilSuspended
 from flowcraft.runtime.executor import RecoveredResult, failure_of
 from flowcraft.runtime.graph import CompiledEdge, CompiledNode, Graph
 from flowcraft.runtime.plan import plan_of
@@ -188,10 +191,8 @@ class Run:
         try:
             async with asyncio.TaskGroup() as group:
                 lanes = self.lanes = Lanes(group, host)
-                for instance in ready[1:]:
-                    group.create_task(self._lane(instance))
                 if ready:
-                    await self._lane(ready[0])
+                    await self._lane(ready[0], ready[1:])
             if lanes.requested:
                 # Our cancellation never arrived as an exception: the run cancelled itself
                 # from the host lane and did not wait again (it arrives here), or a node
@@ -211,31 +212,60 @@ class Run:
         self.lanes.cancel()
         return True
 
-    def _lane(self, instance: Instance) -> Coroutine[Any, Any, None]:
-        """A lane starting at `instance`, inside the run's concurrency limit if it has one."""
+    def _lane(self, instance: Instance,
+              waiting: list[Instance] | None = None) -> Coroutine[Any, Any, None]:
+        """A lane starting at `instance`, with `waiting` instances to run after it (see
+        `_lane_steps`). With a concurrency limit each of them is a lane of its own at once."""
         if self.limiter is None:
-            return self._lane_steps(instance)
+            return self._lane_steps(instance, deque(waiting) if waiting else None)
+        if waiting:
+            self._spawn(deque(waiting))
         return self._limited_lane(instance)
 
     async def _limited_lane(self, instance: Instance) -> None:
         assert self.limiter is not None
         async with self.limiter:
-            await self._lane_steps(instance)
+            await self._lane_steps(instance, None)
 
-    async def _lane_steps(self, instance: Instance) -> None:
+    def _spawn(self, waiting: deque[Instance]) -> None:
+        lanes = self.lanes
+        assert lanes is not None
+        while waiting:
+            lanes.spawn(self._lane(waiting.popleft()))
+
+    async def _lane_steps(self, instance: Instance, waiting: deque[Instance] | None) -> None:
+        """Run `instance`, then the first instance it made ready, and so on.
+
+        The other newly ready instances wait in `waiting`, in order, and run here once the
+        chain ends, unless the lane suspends first (a node awaits something not yet done):
+        then every waiting instance becomes a lane of its own (a task), as it would have been
+        at once, and they run concurrently. Nodes that never suspend thus cost no task and no
+        event loop turn (see `eager.py`). Under a concurrency limit nothing waits here.
+        """
         current: Instance | None = instance
-        while current is not None and not (self.failed or self.cancelled):
-            ready = await self._execute(*current)
-            if not ready:
+        while True:
+            while current is not None and not (self.failed or self.cancelled):
+                if waiting:
+                    ready = await UntilSuspended(self._execute(*current),
+                                                 partial(self._spawn, waiting))
+                else:
+                    ready = await self._execute(*current)
+                if not ready:
+                    break
+                if self.step_mode:
+                    self.pending.extend(ready)
+                    break
+                if len(ready) > 1:
+                    if self.limiter is not None:
+                        self._spawn(deque(ready[1:]))
+                    elif waiting is None:
+                        waiting = deque(ready[1:])
+                    else:
+                        waiting.extend(ready[1:])
+                current = ready[0]
+            if not waiting or self.failed or self.cancelled:
                 return
-            if self.step_mode:
-                self.pending.extend(ready)
-                return
-            lanes = self.lanes
-            assert lanes is not None
-            for extra in ready[1:]:
-                lanes.spawn(self._lane(extra))
-            current = ready[0]
+            current = waiting.popleft()
 
     # -- one instance -----------------------------------------------------------------------
 

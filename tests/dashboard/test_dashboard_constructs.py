@@ -29,6 +29,11 @@ async def test_loop_nodes_show_their_iterations(
         async with httpx.AsyncClient(base_url=base) as http:
             nodes = (await state(http, run_id))["nodes"]
             page = await http.get("/run", params={"id": run_id})
+            async with http.stream("GET", "/live/run", params={"id": run_id}) as stream:
+                lines = [line async for line in stream.aiter_lines() if line]
+        assert lines[0] == "retry: 1500"
+        assert [line[:6] for line in lines[1:]] == ["data: "]   # a finished run: then closed
+        assert '"final":true' in lines[1]
         assert nodes["step"] == {"state": "completed", "label": "\u00d73 iterations"}
         assert nodes["check"] == {"state": "completed", "label": "\u00d73 iterations"}
         assert nodes["init"] == {"state": "completed", "label": ""}

@@ -33,11 +33,12 @@ from flowcraft_arq.dashboard.index import Row, RunIndex
 from flowcraft_arq.dashboard.live import live
 from flowcraft_arq.dashboard.queue import QueueMonitor
 from flowcraft_arq.dashboard.security import Auth, Guard
-from flowcraft_arq.dashboard.state import ACTIVE, RunMeta
+from flowcraft_arq.dashboard.state import ACTIVE, TERMINAL, RunMeta
 from flowcraft_arq.dashboard.views import STATES, RunReader
 from flowcraft_arq.keys import DEFAULT_PREFIX
 
 PAGE_SIZE = 50
+REFRESH_S = 5.0
 STATUSES = ("running", "awaiting", "completed", "failed", "cancelled")
 
 
@@ -191,17 +192,30 @@ class Dashboard:
 
     async def run_live(self, request: Request) -> Response:
         run_id = request.query_params.get("id", "")
+        last: dict[str, Any] = {}
 
         async def produce() -> dict[str, Any]:
+            """Re-read the whole run only when its meta or event log changed (or every
+            REFRESH_S, for leases that expire and durations that grow)."""
             try:
-                values = await self._run_values(run_id)
+                mark = await self.reader.fingerprint(run_id)
+                values = None if mark is None else (
+                    last if last.get("mark") == mark
+                    and time.monotonic() - last["at"] < REFRESH_S
+                    else await self._run_values(run_id))
             except ValueError:
                 values = None
             if values is None:
-                return {"status": "gone"}
-            return {**values["view"].live_state(), "actions_key": values["actions_key"],
-                    "html": self.render(request, "_run_live.html", **values),
-                    "actions_html": self.render(request, "_run_actions.html", **values)}
+                return {"status": "gone", "final": True}
+            if values is last:
+                payload: dict[str, Any] = last["payload"]
+                return payload
+            payload = {**values["view"].live_state(), "actions_key": values["actions_key"],
+                       "html": self.render(request, "_run_live.html", **values),
+                       "actions_html": self.render(request, "_run_actions.html", **values),
+                       "final": values["run"].status in TERMINAL}
+            last.update(mark=mark, at=time.monotonic(), payload=payload)
+            return payload
 
         return await live(request, produce, 0.5)
 

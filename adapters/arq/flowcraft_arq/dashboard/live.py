@@ -5,7 +5,8 @@ Each live region of a page names its endpoint; the endpoint re-reads the state e
 keep the connection). A stream ends after `MAX_STREAM_S`; the browser's EventSource reconnects
 by itself, so a long-open tab never pins a connection forever and server restarts are picked up.
 `?once=1` answers the same payload as plain JSON: what the page polls when EventSource is
-missing or keeps failing.
+missing or keeps failing. A payload marked `final` (a run that ended) closes the stream, and the
+page stops listening.
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ async def live(request: Request, produce: Produce, interval: float) -> Response:
         while time.monotonic() - started < MAX_STREAM_S:
             if await request.is_disconnected():
                 return
-            payload = msgspec.json.encode(await produce())
+            state = await produce()
+            payload = msgspec.json.encode(state)
             now = time.monotonic()
             if payload != last:
                 last, sent = payload, now
                 yield b"data: " + payload + b"\n\n"
+            if state.get("final"):
+                return  # nothing will change any more; the page stops listening
             elif now - sent > KEEPALIVE_S:
                 sent = now
                 yield b": keep-alive\n\n"

@@ -7,6 +7,7 @@ appends when it commits a node (so a node that is running now shows in the meta 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import datetime
 from typing import Any
@@ -175,6 +176,22 @@ class RunReader:
         self.store = store
         self.redis: Any = store.redis
         self.queue_name = queue_name
+
+    async def fingerprint(self, run_id: str) -> bytes | None:
+        """Changes whenever the run's meta hash or event log does; None when the run is gone.
+        Two commands: what a live page pays per tick while nothing happens."""
+        keys = self.store.keys(run_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.meta)
+        pipe.xrevrange(keys.events, count=1)
+        meta, newest = await pipe.execute()
+        if not meta:
+            return None
+        digest = hashlib.sha1(usedforsecurity=False)
+        for key in sorted(meta):
+            digest.update(key + b"\0" + meta[key] + b"\0")
+        digest.update(newest[0][0] if newest else b"-")
+        return digest.digest()
 
     async def meta(self, run_id: str) -> RunMeta | None:
         return parse_meta(run_id, await self.store.meta(run_id))

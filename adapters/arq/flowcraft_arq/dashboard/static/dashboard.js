@@ -4,6 +4,7 @@
 //   nodes         {node id: {state, label}} patched into the SVG graph in place
 //   status        the run's status badge
 //   actions_key / actions_html   the action forms, replaced only when they change
+//   final         nothing will change any more (the run ended): stop listening
 (function () {
   "use strict";
   var POLL_MS = 2000;
@@ -69,9 +70,12 @@
     function tick() {
       fetch(url + sep + "once=1", { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.json() : null; })
-        .then(function (data) { if (data) { apply(region, data); } })
-        .catch(function () {})
-        .then(function () { setTimeout(tick, POLL_MS); });
+        .then(function (data) {
+          if (data) { apply(region, data); }
+          return data && data.final;
+        })
+        .catch(function () { return false; })
+        .then(function (final) { if (!final) { setTimeout(tick, POLL_MS); } });
     }
     region.setAttribute("data-live-mode", "poll");
     setTimeout(tick, POLL_MS);
@@ -85,7 +89,9 @@
     region.setAttribute("data-live-mode", "sse");
     source.onmessage = function (event) {
       failures = 0;
-      apply(region, JSON.parse(event.data));
+      var data = JSON.parse(event.data);
+      apply(region, data);
+      if (data.final) { source.close(); }
     };
     source.onerror = function () {
       failures += 1;

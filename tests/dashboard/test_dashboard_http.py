@@ -15,6 +15,7 @@ import httpx
 import msgspec
 from dash_support import ALL_FLOWS, napping_flow, serve
 from flowcraft_arq.dashboard.index import RunIndex
+from flowcraft_arq.dashboard.queue import health_counters
 from flowcraft_arq.keys import runs_index_key
 from flowcraft_arq.testing import free_port
 
@@ -124,6 +125,7 @@ async def test_sse_sends_the_run_state_and_sleep_shows_as_sleeping(
             html = workers.json()["html"]
             assert '<span class="n" data-q="deferred">1</span>' in html
             assert '<span class="badge st-completed">alive</span>' in html
+            assert '<span class="n" data-q="in-flight">0</span>' in html
         assert await client.cancel(run_id) is True
 
 
@@ -159,3 +161,10 @@ async def test_the_cli_command_serves_the_dashboard(redis_url: str, flowcraft_cl
         process.terminate()
         _, err = process.communicate(timeout=20)
     assert f"flowcraft dashboard on http://127.0.0.1:{port}/?token=..." in err.decode()
+
+
+def test_health_counters_parse_arq_health_lines() -> None:
+    line = "Nov-29 19:57:01 j_complete=12 j_failed=1 j_retried=3 j_ongoing=2 queued=7"
+    assert health_counters(line) == {"j_complete": 12, "j_failed": 1, "j_retried": 3,
+                                     "j_ongoing": 2, "queued": 7}
+    assert health_counters("") == {}

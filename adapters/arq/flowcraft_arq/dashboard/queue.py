@@ -36,6 +36,7 @@ class Series(msgspec.Struct, frozen=True):
 class QueueView(msgspec.Struct, frozen=True):
     queue: str
     health: str                             # "" when no worker reported within its interval
+    counters: dict[str, int]                # j_complete, j_failed, j_retried, j_ongoing, ...
     depth: int
     deferred: int
     ready: int
@@ -44,6 +45,16 @@ class QueueView(msgspec.Struct, frozen=True):
     chart_w: int
     chart_h: int
     peak: float
+
+
+def health_counters(line: str) -> dict[str, int]:
+    """The `name=value` counters of an arq health-check line."""
+    counters = {}
+    for part in line.split():
+        name, sep, value = part.partition("=")
+        if sep and value.isdigit():
+            counters[name] = int(value)
+    return counters
 
 
 class QueueMonitor:
@@ -105,11 +116,11 @@ class QueueMonitor:
             return ("M" + " L".join(coords)) if coords else ""
 
         return QueueView(
-            self.queue_name, text(health), int(depth), int(deferred),
+            self.queue_name, text(health), health_counters(text(health)), int(depth), int(deferred),
             int(depth) - int(deferred), int(active),
             (Series("started/s", tuple(started), path(started)),
              Series("finished/s", tuple(finished), path(finished))),
             width, height, peak)
 
 
-__all__ = ["QueueMonitor", "QueueView", "Series"]
+__all__ = ["QueueMonitor", "QueueView", "Series", "health_counters"]

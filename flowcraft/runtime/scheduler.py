@@ -57,8 +57,10 @@ Instance = tuple[CompiledNode, int, Any]
 
 
 class Lanes:
-    """A run's concurrent lanes: asyncio tasks (spawning one is several times cheaper than an
-    anyio task) in one asyncio.TaskGroup, hosted by the task that called `run_lanes`.
+    """A run's lanes beyond the one its host task runs: asyncio tasks (spawning one is several
+    times cheaper than an anyio task) in one asyncio.TaskGroup, entered only when the first is
+    spawned: a run whose nodes never wait spawns none (see `Run._lane_steps`). Until then
+    only the host task runs lanes, so the group is entered there and has it as its parent.
 
     `cancel` cancels the host task, as `asyncio.timeout` does, and the group then cancels the
     other lanes; `run_lanes` takes that one cancellation back (`uncancel`), so cancel scopes
@@ -68,18 +70,46 @@ class Lanes:
 
     __slots__ = ("_group", "_host", "requested")
 
-    def __init__(self, group: asyncio.TaskGroup, host: asyncio.Task[Any]) -> None:
-        self._group = group
+    def __init__(self, host: asyncio.Task[Any]) -> None:
+        self._group: asyncio.TaskGroup | None = None
         self._host = host
         self.requested = False
 
     def spawn(self, lane: Coroutine[Any, Any, None]) -> None:
-        self._group.create_task(lane)
+        group = self._group
+        if group is None:
+            group = self._group = _entered(asyncio.TaskGroup())
+        group.create_task(lane)
 
     def cancel(self) -> None:
         if not self.requested:
             self.requested = True
             self._host.cancel()
+
+    async def leave(self, exc: BaseException | None) -> None:
+        """Wait for the spawned lanes, handling `exc` (raised in the host's lane) as leaving
+        `async with group:` does (TaskGroup never swallows it: it may raise a group)."""
+        group = self._group
+        if group is None:
+            if exc is None:
+                return
+            group = _entered(asyncio.TaskGroup())  # handles exc as it always did
+        if exc is None:
+            await group.__aexit__(None, None, None)
+        else:
+            await group.__aexit__(type(exc), exc, exc.__traceback__)
+
+
+def _entered(group: asyncio.TaskGroup) -> asyncio.TaskGroup:
+    """`group`, entered from synchronous code in the current task (what `async with` does
+    first; TaskGroup.__aenter__ never suspends)."""
+    entering = group.__aenter__()
+    try:
+        entering.send(None)
+    except StopIteration:
+        return group
+    entering.close()
+    raise RuntimeError("asyncio.TaskGroup.__aenter__ suspended: cannot enter it in place")
 
 
 class Run:
@@ -187,12 +217,16 @@ class Run:
         host = asyncio.current_task()
         assert host is not None
         outer = host.cancelling()
-        lanes: Lanes | None = None
+        lanes = self.lanes = Lanes(host)
         try:
-            async with asyncio.TaskGroup() as group:
-                lanes = self.lanes = Lanes(group, host)
+            try:
                 if ready:
                     await self._lane(ready[0], ready[1:])
+            except BaseException as exc:
+                await lanes.leave(exc)
+                raise
+            else:
+                await lanes.leave(None)
             if lanes.requested:
                 # Our cancellation never arrived as an exception: the run cancelled itself
                 # from the host lane and did not wait again (it arrives here), or a node
@@ -200,7 +234,7 @@ class Run:
                 await asyncio.sleep(0)
                 host.uncancel()
         except asyncio.CancelledError:
-            if lanes is None or not lanes.requested or host.uncancel() > outer:
+            if not lanes.requested or host.uncancel() > outer:
                 raise
         finally:
             self.lanes = None

@@ -14,10 +14,13 @@ from typing import Any
 import httpx
 import msgspec
 from dash_support import ALL_FLOWS, napping_flow, serve
+from flowcraft_arq.dashboard import create_app
 from flowcraft_arq.dashboard.index import RunIndex
 from flowcraft_arq.dashboard.queue import health_counters
 from flowcraft_arq.keys import runs_index_key
 from flowcraft_arq.testing import free_port
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 
 async def test_start_run_adds_the_run_to_the_index(flowcraft_client: Any,
@@ -168,3 +171,26 @@ def test_health_counters_parse_arq_health_lines() -> None:
     assert health_counters(line) == {"j_complete": 12, "j_failed": 1, "j_retried": 3,
                                      "j_ongoing": 2, "queued": 7}
     assert health_counters("") == {}
+
+
+async def test_mounted_under_a_path_inside_another_app(redis_url: str, flowcraft_client: Any,
+                                                       fc_prefix: str, fc_queue: str) -> None:
+    dashboard = create_app(redis_url, prefix=fc_prefix, queue_name=fc_queue, flows=ALL_FLOWS,
+                           auth=lambda request: request.headers.get("x-staff") == "yes")
+    outer = Starlette(routes=[Mount("/ops", app=dashboard)])
+    staff = {"x-staff": "yes"}
+    async with flowcraft_client(ALL_FLOWS) as client, httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=outer), base_url="http://testserver") as http:
+        run_id = await client.start("approval")
+        assert (await http.get("/ops/")).status_code == 401
+        page = await http.get("/ops/", headers=staff)
+        assert page.status_code == 200
+        assert '<link rel="stylesheet" href="/ops/static/dashboard.css">' in page.text
+        assert f'<a href="/ops/run?id={run_id}">{run_id}</a>' in page.text
+        assert (await http.get("/ops/static/dashboard.js", headers=staff)).status_code == 200
+        cancelled = await http.post("/ops/actions/cancel", data={"run_id": run_id},
+                                    headers={**staff, "origin": "http://testserver"})
+        assert (cancelled.status_code, cancelled.headers["location"]) == (
+            303, f"/ops/run?id={run_id}&msg=cancelled")
+        assert await client.status(run_id) == "cancelled"
+        await dashboard.state.dashboard.client.close()

@@ -29,14 +29,16 @@ from flowcraft.distributed.protocols import (
     Resolution,
     StartOutcome,
 )
+from flowcraft.runtime.graph import BACK, EXIT
 
+SAME, FRESH, PARENT = 0, 1, 2  # iteration modes of a routing decision, while it has them
 TS = "2026-01-01T00:00:00+00:00"
 LEASE_MS = 600_000  # ten minutes: no lease expires while an example runs
 
 Inst = tuple[int, int, int]  # node index, iteration, item (-1: not a batch item)
 Job = tuple[int, int, int, int, bool]  # node, iteration, item, epoch, deferred
 Write = tuple[str, bytes | None]
-Res = tuple[int, bool, bytes, int]  # edge, taken, value JSON, iteration mode
+Res = tuple[int, bool, bytes]  # edge, taken, value JSON
 
 
 @dataclass(frozen=True)
@@ -95,9 +97,9 @@ def _json(raw: bytes | None) -> Any:
     return None if raw is None else msgspec.json.decode(raw)
 
 
-def _result(raw: bytes | None) -> Any:
-    """The result JSON decoded, errors without their timestamps."""
-    doc = _json(raw)
+def _result(raw: Any) -> Any:
+    """The result (JSON, or a WorkflowResult) as plain data, errors without timestamps."""
+    doc = _json(raw) if raw is None or isinstance(raw, bytes) else msgspec.to_builtins(raw)
     if isinstance(doc, dict):
         for error in doc.get("errors", []):
             if isinstance(error, dict):
@@ -151,12 +153,22 @@ class StoreDriver:
         status = await self.store.renew(step.run, node, iteration, step.token, LEASE_MS, item)
         return Answer(status is not None, status=status or "")
 
+    def _resolution(self, edge: int, taken: bool, value: bytes) -> Resolution:
+        """A routing decision as the adapter sends it. Where `Resolution` still carries an
+        iteration mode, it follows from the edge's kind: back edges continue a loop at a fresh
+        iteration, exit edges leave it at its entry iteration."""
+        if "mode" not in Resolution.__struct_fields__:
+            return Resolution(edge, taken, value)
+        kind = self.spec.edges[edge].kind
+        mode = FRESH if kind == BACK else PARENT if kind == EXIT else SAME
+        return Resolution(edge, taken, value, mode)  # type: ignore[call-arg]
+
     def _request(self, step: Step) -> CommitRequest:
         node, iteration, item = step.inst
         return CommitRequest(
             node_index=node, iteration=iteration, token=step.token,
             node_id=step.await_id or "", writes=step.writes,
-            resolutions=[Resolution(*r) for r in step.resolutions], timestamp=TS,
+            resolutions=[self._resolution(*r) for r in step.resolutions], timestamp=TS,
             await_details=b"{}" if step.await_id is not None else None,
             defer_ms=step.defer_ms, item=item, item_output=step.output, lease_ms=LEASE_MS,
             park=step.park)

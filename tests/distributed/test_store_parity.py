@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -45,7 +46,8 @@ from flowcraft.blueprint import (
     load_blueprint,
 )
 from flowcraft.distributed import graph_spec
-from flowcraft.distributed.protocols import FRESH, PARENT, SAME, TERMINAL
+from flowcraft.distributed.protocols import TERMINAL
+from flowcraft.result import WorkflowError
 from flowcraft.runtime.graph import BACK, EXIT, Graph
 
 EXAMPLES = int(os.environ.get("FLOWCRAFT_FUZZ_EXAMPLES", "150"))
@@ -62,6 +64,12 @@ values = st.recursive(
                                                                  max_size=2),
     max_leaves=4).map(msgspec.json.encode)
 writes = st.lists(st.tuples(st.sampled_from(KEYS), st.none() | values), max_size=3).map(tuple)
+
+
+def _error(node_id: str) -> bytes:
+    """A node failure as the adapter records it."""
+    return msgspec.json.encode(WorkflowError(node_id=node_id, message="boom", type="ValueError",
+                                             attempt=1, timestamp=datetime.fromisoformat(TS)))
 
 
 def _noop() -> None:
@@ -136,14 +144,12 @@ class Harness:
         edges = [(e.index, e.kind) for e in compiled.out_edges]
         if compiled.is_controller:
             if data.draw(st.booleans(), label="continue"):
-                chosen = [(e, True, FRESH) for e, kind in edges if kind == BACK]
+                chosen = [(e, True) for e, kind in edges if kind == BACK]
             else:
-                chosen = [(e, data.draw(st.booleans()), PARENT) for e, kind in edges
-                          if kind == EXIT]
+                chosen = [(e, data.draw(st.booleans())) for e, kind in edges if kind == EXIT]
         else:
-            chosen = [(e, data.draw(st.booleans()), SAME) for e, _ in edges]
-        return tuple((e, taken, data.draw(values) if taken else b"", mode)
-                     for e, taken, mode in chosen)
+            chosen = [(e, data.draw(st.booleans())) for e, _ in edges]
+        return tuple((e, taken, data.draw(values) if taken else b"") for e, taken in chosen)
 
     def adoptable(self, inst: Inst) -> bool:
         """Adopt only instances at epoch 0 whose input is null: known divergences
@@ -230,10 +236,8 @@ class Harness:
             compiled = self.graph.nodes[node]
             pills = tuple((e.target.index, "cancel" if e.target.join_any else "poison")
                           for e in compiled.out_edges)
-            error = msgspec.json.encode({"node_id": compiled.id, "message": "boom",
-                                         "timestamp": TS})
             return Step("fail", inst=inst, token=token, writes=data.draw(writes),
-                        pills=pills, error=error)
+                        pills=pills, error=_error(compiled.id))
         if kind == "scatter":
             items = tuple(data.draw(st.lists(values, min_size=1, max_size=3)))
             return Step("scatter", inst=inst, token=token, items=items)
@@ -435,7 +439,7 @@ async def test_awaiting_result_lists_nodes_in_the_same_order(redis_url: str) -> 
     "a node that fails after its run was cancelled: MemoryStore lists the error in the "
     "cancelled result, lib.lua's finish() only lists errors when the status is failed"))
 async def test_failure_after_cancel_in_the_result(redis_url: str) -> None:
-    error = msgspec.json.encode({"node_id": "a", "message": "boom"})
+    error = _error("a")
     await _replay(redis_url, _graph(("a",)), [
         Step("start"), Step("claim", inst=(0, 0, -1), token="t1"), Step("cancel"),
         Step("fail", inst=(0, 0, -1), token="t1", error=error)])
@@ -479,7 +483,7 @@ async def test_adopted_instance_keeps_its_input(redis_url: str) -> None:
     first, second = (0, 0, -1), (1, 0, -1)
     await _replay(redis_url, _graph(("a", "b"), (("a", "b"),)), [
         Step("start"), Step("claim", inst=first, token="t1"),
-        Step("commit", inst=first, token="t1", resolutions=((0, True, b"1", SAME),)),
+        Step("commit", inst=first, token="t1", resolutions=((0, True, b"1"),)),
         Step("claim", inst=second, token="t2"), Step("park", inst=second, token="t2"),
         Step("adopt", inst=second, token="t3"), Step("claim", inst=second, token="t3")],
         answers_only=True)

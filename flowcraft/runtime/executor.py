@@ -83,8 +83,10 @@ class Executor:
         self.call: Callable[[CompiledNode, NodeContext, CompiledNode | None],
                             Awaitable[NodeResult]] = (
             self._execute if self.plain else self.execute)
-        # Keyed by the node itself (not its id(): a dropped graph's id could be reused).
-        self._attempts: dict[CompiledNode, Attempt | None] = {}
+        # Per node: its attempt function (None for a Node class) and whether one attempt
+        # without a timeout is all it gets. Keyed by the node itself, not by id(): a dropped
+        # graph's ids could be reused.
+        self._attempts: dict[CompiledNode, tuple[Attempt | None, bool]] = {}
 
     async def execute(self, node: CompiledNode, ctx: NodeContext,
                       fallback: CompiledNode | None = None) -> NodeResult:
@@ -126,14 +128,14 @@ class Executor:
                        fallback: CompiledNode | None) -> NodeResult:
         try:
             try:
-                attempt_fn = self._attempts[node]
+                attempt_fn, once = self._attempts[node]
             except KeyError:
-                attempt_fn = self._attempts[node] = (
-                    None if is_node_class(node.impl) else _function_attempt(node.impl))
+                attempt_fn, once = self._attempts[node] = (
+                    None if is_node_class(node.impl) else _function_attempt(node.impl),
+                    node.config.max_retries <= 1 and node.config.timeout is None)
             if attempt_fn is None:
                 return await self._run_class(node, node.impl, ctx)
-            cfg = node.config
-            if cfg.max_retries > 1 or cfg.timeout is not None:
+            if not once:
                 return as_result(await self._attempts_of(node, attempt_fn, ctx))
             # One attempt, no timeout: what _attempts_of does then, without its loop.
             ctx.attempt = 1

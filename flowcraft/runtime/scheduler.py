@@ -126,6 +126,8 @@ class Run:
         self.bus: Emit | None = runtime._emit
         self.plan = plan = plan_of(graph)
         self.book: Book[Any] = Book(plan.spec, dict)
+        self._call = runtime._executor.call
+        self._fallbacks = plan.fallbacks
         self.awaiting: dict[str, Awaiting] = {}
         if paused is not None:
             self.book.load(paused.book)
@@ -341,8 +343,7 @@ class Run:
             if recorded is not None:
                 result = await recorded.apply(ctx)
             elif node.kind is None:
-                result = await self.runtime._executor.call(node, ctx,
-                                                           self.plan.fallbacks[node.index])
+                result = await self._call(node, ctx, self._fallbacks[node.index])
             else:
                 result = await run_builtin(node, ctx, self)
         except FlowcraftError as exc:
@@ -386,15 +387,19 @@ class Run:
         edges = self.plan.plain_edges[node.index]
         output = result.output
         if edges is not None:  # every edge taken, carrying the output as it is
-            decisions = [(e, True, output) for e in edges]
+            decisions = ([(edges[0], True, output)] if len(edges) == 1
+                         else [(e, True, output) for e in edges])
         else:
             evaluator = self.runtime.evaluator
             decisions = [(edge.index, taken,
                           edge_value(edge, output, self.data, evaluator) if taken else None)
                          for edge, taken in self._chosen(node, result)]
-        routed = self.book.route(node.index, iteration, decisions)
+        fired = self.book.route(node.index, iteration, decisions).fired
         nodes = self.graph.nodes
-        return [(nodes[f.node], f.iteration, f.input) for f in routed.fired]
+        if len(fired) == 1:  # the common case, without a comprehension
+            node_index, fired_iteration, value = fired[0]
+            return [(nodes[node_index], fired_iteration, value)]
+        return [(nodes[f.node], f.iteration, f.input) for f in fired]
 
     def _record(self, node: CompiledNode, result: NodeResult) -> None:
         """Store a finished instance's output; ContextError if it is not encodable."""

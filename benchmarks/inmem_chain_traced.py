@@ -83,7 +83,7 @@ async def main(rounds: int, warmup: int) -> dict[str, Any]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=10)
     args = parser.parse_args()
     print(json.dumps(asyncio.run(main(args.rounds, args.warmup))))

@@ -8,8 +8,9 @@ protocol changes, this module is the one to update.
 
 from __future__ import annotations
 
+import inspect
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from flowcraft_arq.keys import RunKeys, run_pattern
 from flowcraft_arq.store import RedisRunStore
 from redis.asyncio import Redis
 
-from flowcraft.distributed import GraphSpec, MemoryStore
+from flowcraft.distributed import GraphSpec, MemoryStore, graph_spec
 from flowcraft.distributed.protocols import (
     ClaimOutcome,
     CommitOutcome,
@@ -29,9 +30,11 @@ from flowcraft.distributed.protocols import (
     Resolution,
     StartOutcome,
 )
-from flowcraft.runtime.graph import BACK, EXIT
+from flowcraft.runtime.graph import BACK, EXIT, Graph
 
 SAME, FRESH, PARENT = 0, 1, 2  # iteration modes of a routing decision, while it has them
+# whether scatter takes a batch's concurrency (items beyond it are held back)
+SCATTER_CONCURRENCY = "concurrency" in inspect.signature(MemoryStore.scatter).parameters
 TS = "2026-01-01T00:00:00+00:00"
 LEASE_MS = 600_000  # ten minutes: no lease expires while an example runs
 
@@ -61,6 +64,7 @@ class Step:
     jobs: tuple[Job, ...] = ()
     context: tuple[tuple[str, bytes], ...] = ()
     park: bool = False
+    concurrency: int = 0
     stalled_ms: int = 0
 
 
@@ -192,8 +196,9 @@ class StoreDriver:
 
     async def _scatter(self, step: Step) -> Answer:
         node, iteration, _ = step.inst
+        limit = {"concurrency": step.concurrency} if step.concurrency else {}
         return _outcome(await self.store.scatter(step.run, self.spec, node, iteration,
-                                                 step.token, step.items))
+                                                 step.token, step.items, **limit))
 
     async def _cancel(self, step: Step) -> Answer:
         return _outcome(await self.store.cancel(step.run, TS))
@@ -271,11 +276,12 @@ class RedisDriver(StoreDriver):
         live = 0
         for key, value in raw.items():
             name, text = key.decode(), value.decode()
-            if name.startswith("i:"):
+            if name.startswith("i:") and text[:1] in ("F", "G"):
                 fields = text.split("|", 4)  # kind+epoch|token|expiry|fired at|input
                 instances[name[2:]] = fields[0]
-                if len(fields) == 5:
-                    inputs[name[2:]] = fields[4].encode()
+                inputs[name[2:]] = fields[4].encode()
+            elif name.startswith("i:"):
+                instances[name[2:]] = text[:1]
             elif name.startswith("o:"):
                 outbox.add(name[2:])
             elif name == "live":
@@ -288,5 +294,31 @@ class RedisDriver(StoreDriver):
             await self.redis.delete(*keys)
 
 
-__all__ = ["LEASE_MS", "TS", "Answer", "Inst", "Job", "MemoryDriver", "Observed",
-           "RedisDriver", "Res", "Step", "StoreDriver", "Write"]
+class Pair:
+    """The model and the Lua scripts side by side: every step goes to both, both must answer
+    alike and (when `states`) show the same state afterwards, seen through `normalise`."""
+
+    def __init__(self, graph: Graph, redis: Redis,
+                 normalise: Callable[[Observed], Observed] | None = None, *,
+                 states: bool = True) -> None:
+        spec = graph_spec(graph)
+        self.memory, self.lua = MemoryDriver(spec), RedisDriver(redis, spec)
+        self.normalise = normalise or (lambda seen: seen)
+        self.states = states
+        self.trace = [f"graph: {graph.blueprint.to_json().decode()}"]
+
+    async def step(self, step: Step) -> tuple[Answer, Observed]:
+        expected, got = await self.memory.do(step), await self.lua.do(step)
+        self.trace.append(f"{step}\n    -> {expected}")
+        assert got == expected, "\n".join([*self.trace, f"    Lua: {got}"])
+        seen, lua_seen = await self.memory.observe("r"), await self.lua.observe("r")
+        same = not self.states or self.normalise(lua_seen) == self.normalise(seen)
+        assert same, "\n".join([*self.trace, f"model: {seen}", f"Lua:   {lua_seen}"])
+        return expected, seen
+
+    async def close(self) -> None:
+        await self.lua.close()
+
+
+__all__ = ["LEASE_MS", "SCATTER_CONCURRENCY", "TS", "Answer", "Inst", "Job", "MemoryDriver",
+           "Observed", "Pair", "RedisDriver", "Res", "Step", "StoreDriver", "Write"]

@@ -1,13 +1,15 @@
 """One in-memory run: dataflow scheduling over its `Book`, and the `Host` its constructs see.
 
 A node starts the moment its join condition holds; a finished node routes along its edges, and
-the lane that ran it goes on with one newly ready successor itself (no task hop on a chain) and
-spawns tasks for the rest.
+the lane that ran it goes on with one newly ready successor itself (no task hop on a chain). The
+other successors wait in the lane and run there too unless it suspends first; then they become
+tasks (`lanes.py`), so nodes that wait still run concurrently.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Collection, Coroutine, Mapping
@@ -42,6 +44,7 @@ from flowcraft.runtime.book import BACK, EXIT, Book
 from flowcraft.runtime.eager import UntilSuspended
 from flowcraft.runtime.executor import RecoveredResult, failure_of
 from flowcraft.runtime.graph import CompiledEdge, CompiledNode, Graph
+from flowcraft.runtime.lanes import Lanes
 from flowcraft.runtime.plan import plan_of
 from flowcraft.runtime.routing import decide_edges, edge_value, resolve_inputs
 from flowcraft.runtime.state import Awaiting, PausedState
@@ -55,61 +58,13 @@ log = logging.getLogger("flowcraft.runtime")
 Instance = tuple[CompiledNode, int, Any]
 """A ready node instance: (node, iteration, input)."""
 
-
-class Lanes:
-    """A run's lanes beyond the one its host task runs: asyncio tasks (spawning one is several
-    times cheaper than an anyio task) in one asyncio.TaskGroup, entered only when the first is
-    spawned: a run whose nodes never wait spawns none (see `Run._lane_steps`). Until then
-    only the host task runs lanes, so the group is entered there and has it as its parent.
-
-    `cancel` cancels the host task, as `asyncio.timeout` does, and the group then cancels the
-    other lanes; `run_lanes` takes that one cancellation back (`uncancel`), so cancel scopes
-    and `wait_for` around the run still see their own. (An anyio CancelScope per run did the
-    same at about a quarter of a short run's cost.)
-    """
-
-    __slots__ = ("_group", "_host", "requested")
-
-    def __init__(self, host: asyncio.Task[Any]) -> None:
-        self._group: asyncio.TaskGroup | None = None
-        self._host = host
-        self.requested = False
-
-    def spawn(self, lane: Coroutine[Any, Any, None]) -> None:
-        group = self._group
-        if group is None:
-            group = self._group = _entered(asyncio.TaskGroup())
-        group.create_task(lane)
-
-    def cancel(self) -> None:
-        if not self.requested:
-            self.requested = True
-            self._host.cancel()
-
-    async def leave(self, exc: BaseException | None) -> None:
-        """Wait for the spawned lanes, handling `exc` (raised in the host's lane) as leaving
-        `async with group:` does (TaskGroup never swallows it: it may raise a group)."""
-        group = self._group
-        if group is None:
-            if exc is None:
-                return
-            group = _entered(asyncio.TaskGroup())  # handles exc as it always did
-        if exc is None:
-            await group.__aexit__(None, None, None)
-        else:
-            await group.__aexit__(type(exc), exc, exc.__traceback__)
+Waiting = deque[tuple[Instance, contextvars.Context]]
+"""Instances waiting in a lane, each with the context variables of when it became ready."""
 
 
-def _entered(group: asyncio.TaskGroup) -> asyncio.TaskGroup:
-    """`group`, entered from synchronous code in the current task (what `async with` does
-    first; TaskGroup.__aenter__ never suspends)."""
-    entering = group.__aenter__()
-    try:
-        entering.send(None)
-    except StopIteration:
-        return group
-    entering.close()
-    raise RuntimeError("asyncio.TaskGroup.__aenter__ suspended: cannot enter it in place")
+def _waiting(instances: list[Instance]) -> Waiting:
+    context = contextvars.copy_context()
+    return deque([(instance, context) for instance in instances])
 
 
 class Run:
@@ -253,9 +208,9 @@ class Run:
         """A lane starting at `instance`, with `waiting` instances to run after it (see
         `_lane_steps`). With a concurrency limit each of them is a lane of its own at once."""
         if self.limiter is None:
-            return self._lane_steps(instance, deque(waiting) if waiting else None)
-        if waiting:
-            self._spawn(deque(waiting))
+            return self._lane_steps(instance, _waiting(waiting) if waiting else None)
+        for other in waiting or ():
+            self._spawn_lane(other, None)
         return self._limited_lane(instance)
 
     async def _limited_lane(self, instance: Instance) -> None:
@@ -263,27 +218,34 @@ class Run:
         async with self.limiter:
             await self._lane_steps(instance, None)
 
-    def _spawn(self, waiting: deque[Instance]) -> None:
+    def _spawn_lane(self, instance: Instance, context: contextvars.Context | None) -> None:
+        """A lane of its own for `instance`, a task that starts from `context` (a copy)."""
         lanes = self.lanes
         assert lanes is not None
-        while waiting:
-            lanes.spawn(self._lane(waiting.popleft()))
+        lanes.spawn(self._lane(instance), None if context is None else context.copy())
 
-    async def _lane_steps(self, instance: Instance, waiting: deque[Instance] | None) -> None:
+    def _spawn_waiting(self, waiting: Waiting) -> None:
+        while waiting:
+            self._spawn_lane(*waiting.popleft())
+
+    async def _lane_steps(self, instance: Instance, waiting: Waiting | None) -> None:
         """Run `instance`, then the first instance it made ready, and so on.
 
         The other newly ready instances wait in `waiting`, in order, and run here once the
         chain ends, unless the lane suspends first (a node awaits something not yet done):
-        then every waiting instance becomes a lane of its own (a task), as it would have been
-        at once, and they run concurrently. Nodes that never suspend thus cost no task and no
-        event loop turn (see `eager.py`). Under a concurrency limit nothing waits here.
+        then every waiting instance becomes a lane of its own, a task started from the
+        context variables as they were when it became ready, exactly as if it had been
+        spawned then, and they run concurrently. Nodes that never suspend thus cost no task
+        and no event loop turn (see `eager.py`); the waiting instances this lane runs itself
+        see its context variables, as a lane's own chain always did. Under a concurrency
+        limit nothing waits here: every extra instance gets its lane at once.
         """
         current: Instance | None = instance
         while True:
             while current is not None and not (self.failed or self.cancelled):
                 if waiting:
                     ready = await UntilSuspended(self._execute(*current),
-                                                 partial(self._spawn, waiting))
+                                                 partial(self._spawn_waiting, waiting))
                 else:
                     ready = await self._execute(*current)
                 if not ready:
@@ -293,15 +255,16 @@ class Run:
                     break
                 if len(ready) > 1:
                     if self.limiter is not None:
-                        self._spawn(deque(ready[1:]))
+                        for other in ready[1:]:
+                            self._spawn_lane(other, None)
                     elif waiting is None:
-                        waiting = deque(ready[1:])
+                        waiting = _waiting(ready[1:])
                     else:
-                        waiting.extend(ready[1:])
+                        waiting.extend(_waiting(ready[1:]))
                 current = ready[0]
             if not waiting or self.failed or self.cancelled:
                 return
-            current = waiting.popleft()
+            current = waiting.popleft()[0]
 
     # -- one instance -----------------------------------------------------------------------
 

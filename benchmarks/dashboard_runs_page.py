@@ -93,11 +93,12 @@ async def main(runs: int, loads: int, finished_share: float) -> dict[str, Any]:
     server = RedisServer()
     server.start()
     try:
+        app = create_app(server.url, prefix=PREFIX, queue_name=QUEUE, flows=[flow()])
+        index = app.state.dashboard.index
+        await index.enable()      # what the server's start-up does: runs from now on are listed
         t0 = time.perf_counter()
         await fill(server.url, runs, finished_share)
         fill_s = time.perf_counter() - t0
-        app = create_app(server.url, prefix=PREFIX, queue_name=QUEUE, flows=[flow()])
-        index = app.state.dashboard.index
         port = free_port()
         web = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                             log_level="warning", lifespan="on"))
@@ -114,7 +115,7 @@ async def main(runs: int, loads: int, finished_share: float) -> dict[str, Any]:
                 warm = await measure(http, redis, "/", loads, lambda: None)
                 filtered = await measure(http, redis, "/?status=failed", max(3, loads // 4),
                                          lambda: None)
-                index_size = await redis.zcard(f"{PREFIX}:runs:all")
+                index_size = await redis.zcard(f"{PREFIX}:runs:all") - 1   # less the ""
         finally:
             await redis.aclose()
             web.should_exit = True

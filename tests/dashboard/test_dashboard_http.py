@@ -23,21 +23,28 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 
-async def test_start_run_adds_the_run_to_the_index(flowcraft_client: Any,
-                                                   fc_prefix: str) -> None:
+async def test_start_run_adds_the_run_to_the_index_once_a_dashboard_created_it(
+        flowcraft_client: Any, fc_prefix: str) -> None:
+    key = runs_index_key(fc_prefix)
     async with flowcraft_client(ALL_FLOWS) as client:
+        unlisted = await client.start("gated")
+        assert await client.redis.exists(key) == 0   # no dashboard, no index
+        await RunIndex(client.store).enable()
         before = int(time.time() * 1000)
         run_id = await client.start("gated")
-        score = await client.redis.zscore(runs_index_key(fc_prefix), run_id)
+        score = await client.redis.zscore(key, run_id)
         meta = await client.store.meta(run_id)
         assert abs(score - int(meta["created"])) < 1_000
         assert before - 1_000 <= score <= time.time() * 1000 + 1_000
-        assert await client.redis.zcard(runs_index_key(fc_prefix)) == 1
+        assert await client.redis.zrange(key, 0, -1) == [b"", run_id.encode()]
+        assert await client.redis.zscore(key, unlisted) is None
+        assert [r.run.run_id for r in (await RunIndex(client.store).page()).rows] == [run_id]
 
 
 async def test_pages_filters_counts_and_lazy_pruning(flowcraft_client: Any,
                                                      fc_prefix: str) -> None:
     async with flowcraft_client(ALL_FLOWS) as client:
+        await RunIndex(client.store).enable()
         gated = [await client.start("gated") for _ in range(120)]
         approval = [await client.start("approval") for _ in range(15)]
         index = RunIndex(client.store)
@@ -51,7 +58,7 @@ async def test_pages_filters_counts_and_lazy_pruning(flowcraft_client: Any,
             offset = page.next_offset
         assert sizes == [50, 50, 35]
         newest_first = await client.redis.zrevrange(runs_index_key(fc_prefix), 0, -1)
-        assert seen == [raw.decode() for raw in newest_first]
+        assert [*seen, ""] == [raw.decode() for raw in newest_first]
         assert sorted(seen) == sorted(gated + approval)
         only = await index.page(0, 50, flow="approval")
         assert sorted(r.run.run_id for r in only.rows) == sorted(approval)
@@ -70,7 +77,7 @@ async def test_pages_filters_counts_and_lazy_pruning(flowcraft_client: Any,
             seen += [r.run.run_id for r in page.rows]
             offset = page.next_offset
         assert sorted(seen) == sorted(gated[5:] + approval)
-        assert await client.redis.zcard(runs_index_key(fc_prefix)) == 130
+        assert await client.redis.zcard(runs_index_key(fc_prefix)) == 131   # with ""
 
 
 async def test_posts_must_come_from_the_dashboard_itself(
@@ -135,8 +142,6 @@ async def test_sse_sends_the_run_state_and_sleep_shows_as_sleeping(
 async def test_the_cli_command_serves_the_dashboard(redis_url: str, flowcraft_client: Any,
                                                     fc_prefix: str, fc_queue: str) -> None:
     port = free_port()
-    async with flowcraft_client(ALL_FLOWS) as client:
-        run_id = await client.start("approval")
     process = subprocess.Popen(
         [sys.executable, "-m", "flowcraft_arq.cli", "dashboard", "--redis", redis_url,
          "--prefix", fc_prefix, "--queue", fc_queue, "--port", str(port), "--read-only",
@@ -152,6 +157,8 @@ async def test_the_cli_command_serves_the_dashboard(redis_url: str, flowcraft_cl
                 except httpx.ConnectError:
                     await asyncio.sleep(0.1)
             assert unauthorized.status_code == 401
+            async with flowcraft_client(ALL_FLOWS) as client:   # after the server started
+                run_id = await client.start("approval")
             auth = {"authorization": "Bearer t0ken"}
             page = await http.get("/", headers=auth)
             assert page.status_code == 200
@@ -181,8 +188,9 @@ async def test_mounted_under_a_path_inside_another_app(redis_url: str, flowcraft
     staff = {"x-staff": "yes"}
     async with flowcraft_client(ALL_FLOWS) as client, httpx.AsyncClient(
             transport=httpx.ASGITransport(app=outer), base_url="http://testserver") as http:
-        run_id = await client.start("approval")
         assert (await http.get("/ops/")).status_code == 401
+        assert (await http.get("/ops/", headers=staff)).status_code == 200   # starts the index
+        run_id = await client.start("approval")
         page = await http.get("/ops/", headers=staff)
         assert page.status_code == 200
         assert '<link rel="stylesheet" href="/ops/static/dashboard.css">' in page.text

@@ -99,6 +99,12 @@ class Dashboard:
                                 statuses=STATUSES, read_only=read_only, prefix=prefix,
                                 queue_name=queue_name, message="", error="")
 
+    async def enable(self) -> None:
+        """Start the run index (see `index.py`); runs started before are not listed. Called at
+        start-up when the server runs the app's lifespan, and before every page otherwise
+        (a mounted app: cheap, once every few seconds)."""
+        await self.index.enable()
+
     def render(self, request: Request, name: str, **values: Any) -> str:
         base = request.scope.get("root_path", "")
         return self.env.get_template(name).render(
@@ -121,6 +127,7 @@ class Dashboard:
                 "offset": offset}
 
     async def _runs_values(self, request: Request) -> dict[str, Any]:
+        await self.enable()
         f = self._filters(request)
         page = await self.index.page(f["offset"], PAGE_SIZE, status=f["status"] or None,
                                      flow=f["flow"] or None)
@@ -267,6 +274,7 @@ def create_app(redis_url: str, *, prefix: str = DEFAULT_PREFIX,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await d.enable()
         yield
         await d.client.close()
 

@@ -10,6 +10,9 @@
   Lua scripts to maintain them; this keeps the scripts untouched at the cost of an estimate.
 - Runs whose keys expired (result TTL) leave their id in the index; a page that meets such an id
   removes it (ZREM), so the index shrinks lazily to the runs that still exist.
+- The index is opt-in: `enable()` creates it with the member `SENTINEL` (score 0, never a run
+  id: the adapter turns an empty run id into a fresh one), and `start_run.lua` adds runs only
+  to an index that exists. Deployments without a dashboard keep no index at all.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ SCAN_LIMIT = 5_000
 CHUNK = 250
 SAMPLE = 500
 COUNTS_TTL_S = 3.0
+SENTINEL = ""
 
 
 class Row(msgspec.Struct, frozen=True):
@@ -69,9 +73,23 @@ class RunIndex:
         self.key = runs_index_key(store.prefix)
         self.active_key = active_key(store.prefix)
         self._counts: tuple[float, Counts] | None = None
+        self._enabled_at = -COUNTS_TTL_S
+
+    async def enable(self) -> None:
+        """Create the index if it does not exist (idempotent): runs started from now on are
+        listed. Returns at once when this dashboard already enabled it recently."""
+        now = time.monotonic()
+        if now - self._enabled_at < COUNTS_TTL_S:
+            return
+        await self.redis.zadd(self.key, {SENTINEL: 0}, nx=True)
+        self._enabled_at = now
+
+    async def _ids(self, start: int, stop: int) -> list[str]:
+        return [text(r) for r in await self.redis.zrevrange(self.key, start, stop)]
 
     async def _rows(self, ids: Sequence[str]) -> tuple[list[RunRow], list[str]]:
         """Rows of the given runs, and the ids whose keys are gone (pruned here)."""
+        ids = [i for i in ids if i != SENTINEL]
         if not ids:
             return [], []
         pipe = self.redis.pipeline(transaction=False)
@@ -116,18 +134,17 @@ class RunIndex:
                    flow: str | None = None) -> Page:
         offset = max(0, offset)
         if not status and not flow:
-            ids = [text(r) for r in await self.redis.zrevrange(self.key, offset,
-                                                                offset + limit - 1)]
+            ids = await self._ids(offset, offset + limit)   # one more: is there an older page?
+            more = len(ids) > limit and ids[limit] != SENTINEL
+            ids = ids[:limit]
             rows, gone = await self._rows(ids)
-            more = len(ids) == limit
             nxt = offset + len(ids) - len(gone) if more else None
             return Page(tuple(await self._enrich(rows)), offset, nxt, len(ids), False)
         matched: list[RunRow] = []
         cursor, scanned, exhausted = offset, 0, False
         while len(matched) < limit and scanned < SCAN_LIMIT:
-            ids = [text(r) for r in await self.redis.zrevrange(self.key, cursor,
-                                                                cursor + CHUNK - 1)]
-            if not ids:
+            ids = await self._ids(cursor, cursor + CHUNK - 1)
+            if not ids or ids == [SENTINEL]:
                 exhausted = True
                 break
             rows, gone = await self._rows(ids)
@@ -136,6 +153,8 @@ class RunIndex:
             consumed = pruned = 0
             for run_id in ids:
                 consumed += 1
+                if run_id == SENTINEL:
+                    continue
                 if run_id in gone_set:
                     pruned += 1
                     continue
@@ -145,7 +164,7 @@ class RunIndex:
                     matched.append(row)
                     if len(matched) == limit:
                         break
-            scanned += consumed
+            scanned += consumed - (SENTINEL in ids[:consumed])
             cursor += consumed - pruned
             if len(ids) < CHUNK and consumed == len(ids):
                 exhausted = True
@@ -163,7 +182,11 @@ class RunIndex:
         pipe.zcard(self.active_key)
         pipe.zrevrange(self.key, 0, SAMPLE - 1)
         total, active, newest = await pipe.execute()
-        ids = [text(r) for r in newest]
+        ids = [text(r) for r in newest if text(r) != SENTINEL]
+        if int(total) == 0:
+            self._enabled_at = -COUNTS_TTL_S   # the index vanished (FLUSHDB?): create it again
+            await self.enable()
+        total = max(0, int(total) - 1)
         by_status: dict[str, int] = {}
         if ids:
             pipe = self.redis.pipeline(transaction=False)
@@ -184,4 +207,4 @@ class RunIndex:
         return bool(await self.redis.exists(keys.meta))
 
 
-__all__ = ["COUNTS_TTL_S", "SAMPLE", "SCAN_LIMIT", "Counts", "Page", "Row", "RunIndex"]
+__all__ = ["COUNTS_TTL_S", "SAMPLE", "SCAN_LIMIT", "SENTINEL", "Counts", "Page", "Row", "RunIndex"]

@@ -113,7 +113,8 @@ def _instance(key: str, value: str, now_ms: int) -> Instance | None:
         return None
     item = _int(item_part, -1) if item_part else -1
     kind = value[:1]
-    simple = {"D": "completed", "X": "failed", "C": "cancelled", "B": "batch", "S": "subflow"}
+    simple = {"D": "completed", "X": "failed", "C": "cancelled", "B": "batch", "S": "subflow",
+              "H": "queued"}
     if kind in simple:
         return Instance(n, it, item, simple[kind])
     if kind in ("F", "G"):

@@ -209,6 +209,20 @@ class RunReader:
         return {inst.node_index for inst, score in zip(queued, await pipe.execute(), strict=True)
                 if score is not None and score > now + 50}
 
+    async def _events(self, run_id: str, entries: list[Any]) -> list[Event]:
+        """The store's own decoding when it has one (a stream entry may hold facts the store
+        turns into events), else the plain event encoding."""
+        decode = getattr(self.store, "decode_entry", None)
+        if decode is None:
+            return decode_entries(entries)
+        out: list[Event] = []
+        for _entry_id, fields in entries:
+            try:
+                out += await decode(run_id, fields)
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+                continue
+        return out
+
     async def view(self, meta: RunMeta, flow: FlowInfo | None) -> RunView:
         keys = self.store.keys(meta.run_id)
         pipe = self.redis.pipeline(transaction=False)
@@ -217,7 +231,7 @@ class RunReader:
         pipe.xrevrange(keys.events, count=EVENTS_SHOWN)
         ctx_raw, errors_raw, entries = await pipe.execute()
         entries.reverse()
-        events = decode_entries(entries)
+        events = await self._events(meta.run_id, entries)
         rows = timeline(events)
         context: dict[str, Any] = {}
         for k, v in sorted(ctx_raw.items()):

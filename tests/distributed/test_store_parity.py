@@ -5,9 +5,14 @@ Each example draws a small graph (a DAG with `all` and `any` joins, maybe a fall
 maybe one loop controller with its back edge and exits) and a sequence of transitions chosen
 from the model's observable state: claims of fired instances, commits with random routing and
 context writes, awaits and resumes, failures with pills, releases, batch scatters and item
-commits, cancel, reconcile, acks; plus a share of steps both stores must refuse (stale tokens,
-double commits, claims of finished instances, resumes of instances that do not await, unknown
-runs). Leases are ten minutes long, so no answer depends on the clock.
+commits, subflow park/adopt, cancel, reconcile, acks; plus a share of steps both stores must
+refuse (stale tokens, double commits, claims of finished instances, resumes of instances that
+do not await, unknown runs). Leases are ten minutes long, so no answer depends on the clock.
+
+Disagreements found so far are minimised at the end of this file as `xfail(strict=True)` tests;
+the property steers around them (`_tolerant`, `Harness.adoptable`, epoch-0 scatters) so it
+keeps checking everything else. When one is fixed its test XPASSes: drop the mark and the
+matching tolerance.
 
 `make test` replays a fixed sequence of examples; FLOWCRAFT_FUZZ_EXAMPLES=n explores n random
 ones. The store calls live in parity_stores.py (one driver per store).
@@ -252,7 +257,7 @@ class Harness:
             return Step("claim", inst=data.draw(st.sampled_from(known)), token=self.token())
         if choice == "adopt":  # mostly of instances that are not parked
             known = [i for i in known if i[2] < 0 and (seen.instances.get(_key(i)) != "S"
-                                                        or self.adoptable(i))] or [(0, 0, -1)]
+                                                        or self.adoptable(i))] or [(0, 99, -1)]
             return Step("adopt", inst=data.draw(st.sampled_from(known)), token=self.token())
         if choice == "claim_unfired":
             inst = (data.draw(st.integers(0, len(self.graph.nodes) - 1)),

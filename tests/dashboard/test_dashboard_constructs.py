@@ -3,11 +3,14 @@ real redis-server, real arq workers and a real uvicorn server."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 from dash_support import ALL_FLOWS, MORE_FLOWS, serve
+from flowcraft_arq.dashboard.index import RunIndex
+from flowcraft_arq.dashboard.queue import BUCKET_S, QueueMonitor
 
 FLOWS = [*ALL_FLOWS, *MORE_FLOWS]
 
@@ -90,3 +93,40 @@ async def test_redrive_requeues_a_stalled_run_which_then_completes(
             shown = await http.get(wrong.headers["location"])
             assert "node &#39;check&#39; is not awaiting" in shown.text
             assert await client.status(run_id) == "awaiting"
+
+
+async def test_without_the_flow_a_run_shows_the_nodes_of_its_events(
+        redis_url: str, arq_worker: Any, flowcraft_client: Any, fc_prefix: str,
+        fc_queue: str) -> None:
+    async with arq_worker(FLOWS), flowcraft_client(FLOWS) as client, \
+            serve(redis_url, prefix=fc_prefix, queue_name=fc_queue, flows=[]) as base:
+        run_id = await client.start("payment", {"order": 5})
+        assert (await client.wait(run_id, timeout=20)).status == "failed"
+        async with httpx.AsyncClient(base_url=base) as http:
+            page = await http.get("/run", params={"id": run_id})
+            nodes = (await state(http, run_id))["nodes"]
+            resumed = await http.post("/actions/reconcile", headers={"origin": base},
+                                      data={"run_id": run_id, "stalled_after": "0"})
+        assert "The blueprint of <b>payment</b> is not known to this dashboard" in page.text
+        assert "<svg" not in page.text
+        assert nodes == {"prepare": {"state": "completed", "label": ""},
+                         "charge": {"state": "failed", "label": ""}}
+        assert resumed.status_code == 303   # a finished run: nothing to re-drive, no error
+        assert "err=" not in resumed.headers["location"]
+
+
+async def test_the_throughput_chart_counts_runs_started_and_finished(
+        arq_worker: Any, flowcraft_client: Any, fc_prefix: str, fc_queue: str) -> None:
+    async with arq_worker(FLOWS), flowcraft_client(FLOWS) as client:
+        await RunIndex(client.store).enable()
+        monitor = QueueMonitor(client.redis, fc_prefix, fc_queue)
+        await monitor.view()                                  # the first sample
+        for _ in range(3):
+            await client.wait(await client.start("looping"), timeout=20)
+        await asyncio.sleep(2.2)
+        view = await monitor.view()
+    started, finished = view.series
+    assert (started.name, finished.name) == ("started/s", "finished/s")
+    assert round(sum(v for _, v in started.points) * BUCKET_S) == 3
+    assert round(sum(v for _, v in finished.points) * BUCKET_S) == 3
+    assert (view.depth, view.deferred, view.active_runs) == (0, 0, 0)

@@ -56,6 +56,8 @@ async def test_redis_restart_mid_run_loses_nothing(aof_server: RedisServer,
     async with running_worker([flow], aof_server.url, **settings), \
             FlowcraftClient.from_url(aof_server.url, flows=[flow],
                                      queue_name=fc_queue) as client:
+        # Open by timing, so only a crash check: the outage either failed B's commit (the run
+        # is still running until reconcile) or the worker's reconnect retried it in time.
         assert await client.status("restart-run") in ("running", "completed")
         deadline = asyncio.get_running_loop().time() + 30
         while await client.result("restart-run") is None:

@@ -206,7 +206,7 @@ def test_an_object_with_only_a_string_id_loads(text: str) -> None:
 
 
 def _orphans(data: dict[str, Any]) -> list[LintIssue]:
-    """§ lint: nodes with no edge (when there is more than one node), fallbacks excepted."""
+    """The orphans lint reports: nodes with no edge (when there are several), fallbacks excepted."""
     if len(data["nodes"]) <= 1:
         return []
     connected = {e["source"] for e in data["edges"]} | {e["target"] for e in data["edges"]}

@@ -81,7 +81,8 @@ class Guard:
             target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
             redirect = RedirectResponse(target, 303)
             root = request.scope.get("root_path", "") or "/"
-            redirect.set_cookie(COOKIE, self.auth, httponly=True, samesite="strict", path=root)
+            redirect.set_cookie(COOKIE, self.auth, httponly=True, samesite="strict", path=root,
+                                secure=request.url.scheme == "https")
             return redirect
         if not await self._allowed(request):
             return PlainTextResponse(

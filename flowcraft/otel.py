@@ -137,7 +137,8 @@ class TracingMiddleware:
             span.set_status(Status(StatusCode.ERROR, f"{type(cause).__name__}: {cause}"))
             raise
         finally:
-            span.set_attribute("flowcraft.attempt", ctx.attempt)
+            if ctx.attempt != 1:  # the start attributes said 1
+                span.set_attribute("flowcraft.attempt", ctx.attempt)
             span.end()
             if run is not None:
                 run.live.pop(key, None)
@@ -185,7 +186,8 @@ class TracingMiddleware:
             span.set_status(Status(StatusCode.ERROR, f"{type(cause).__name__}: {cause}"))
             raise
         finally:
-            span.set_attribute("flowcraft.attempt", ctx.attempt)
+            if ctx.attempt != 1:  # the start attributes said 1
+                span.set_attribute("flowcraft.attempt", ctx.attempt)
             span.end()
             self.node_duration.record(time.perf_counter() - started, {
                 "flowcraft.flow_id": flow_id, "flowcraft.node_id": node,
@@ -200,8 +202,10 @@ class TracingMiddleware:
     def start_run(self, run_id: str, blueprint_id: str, carrier: dict[str, str]) -> None:
         """Distributed start hook (a client, or a worker starting a subflow): a producer span
         `start <flow>` under the current span, whose context the run's start jobs carry."""
+        job = CURRENT_JOB.get()  # a subflow's child run: under the job that starts it
         span = self.tracer.start_span(
             f"start {blueprint_id}", kind=SpanKind.PRODUCER,
+            context=extract_context(job.carrier) if job is not None else None,
             attributes={"flowcraft.run_id": run_id, "flowcraft.flow_id": blueprint_id,
                         "messaging.operation.type": "send", "messaging.operation.name": "send"})
         span.end()

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from flowcraft import (
+    BlueprintError,
     Event,
     EventRecorder,
     Flow,
-    FlowcraftError,
     FlowRuntime,
     JsonlEventStore,
     NodeContext,
@@ -226,8 +226,10 @@ async def test_replay_from_start_node_reruns_everything() -> None:
 async def test_replay_from_unknown_node_raises() -> None:
     counts: Counter[str] = Counter()
     flow, runtime, recorder, _ = await recorded_run(counts)
-    with pytest.raises(FlowcraftError):
+    with pytest.raises(BlueprintError) as info:
         await runtime.replay_from(flow, list(recorder.events), "nope")
+    assert str(info.value) == "node 'nope' is not in blueprint 'diamond'"
+    assert counts == Counter(a=1, b=1, c=1, d=1, e=1, j=1)  # nothing ran again
 
 
 async def test_jsonl_event_store_round_trip(tmp_path: Path) -> None:

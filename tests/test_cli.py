@@ -115,41 +115,51 @@ def test_run_awaiting_flow_reports_awaiting() -> None:
     assert document["awaiting"] == ["approval"]
 
 
-@pytest.mark.parametrize("target", [
-    "cli_flows:no_such_flow",
-    "no_such_module_xyz:flow",
-    "not-a-target",
-    "cli_flows:not_a_flow",
-    "missing-file.json",
+@pytest.mark.parametrize(("target", "message"), [
+    ("cli_flows:no_such_flow", "cli_flows:no_such_flow is not a Flow or WorkflowBlueprint"),
+    ("no_such_module_xyz:flow",
+     "cannot import no_such_module_xyz: No module named 'no_such_module_xyz'"),
+    ("not-a-target", "expected FILE.json or module:flow, got 'not-a-target'"),
+    ("cli_flows:not_a_flow", "cli_flows:not_a_flow is not a Flow or WorkflowBlueprint"),
+    ("missing-file.json", "no such file: missing-file.json"),
 ])
-def test_run_bad_target_exits_2_with_message(target: str) -> None:
+def test_run_bad_target_exits_2_with_message(target: str, message: str) -> None:
     proc = flowcraft("run", target)
 
     assert proc.returncode == 2
-    assert proc.stderr.strip()
-    assert "Traceback" not in proc.stderr
+    assert proc.stderr == f"flowcraft: {message}\n"
+    assert proc.stdout == ""
 
 
-@pytest.mark.parametrize("context", ["{not json", "[1, 2]", '"text"'])
-def test_run_bad_context_exits_2_with_message(context: str) -> None:
+@pytest.mark.parametrize(("context", "message"), [
+    ("{not json", "--context is not valid JSON: JSON is malformed: "),
+    ("[1, 2]", "--context must be a JSON object\n"),
+    ('"text"', "--context must be a JSON object\n"),
+])
+def test_run_bad_context_exits_2_with_message(context: str, message: str) -> None:
     proc = flowcraft("run", "cli_flows:ok", "--context", context)
 
     assert proc.returncode == 2
-    assert "context" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert "greet" not in proc.stdout
+    assert proc.stderr.startswith(f"flowcraft: {message}"), proc.stderr
+    assert proc.stderr.count("\n") == 1  # one line, no traceback
+    assert proc.stdout == ""
 
 
 def test_no_subcommand_is_usage_error() -> None:
     proc = flowcraft()
     assert proc.returncode == 2
-    assert proc.stderr.strip()
+    assert proc.stderr.startswith("usage: flowcraft ")
+    assert proc.stderr.endswith(
+        "\nflowcraft: error: the following arguments are required: command\n")
 
 
 def test_unknown_subcommand_is_usage_error() -> None:
     proc = flowcraft("frobnicate")
     assert proc.returncode == 2
-    assert proc.stderr.strip()
+    assert proc.stderr.startswith("usage: flowcraft ")
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith(
+        "flowcraft: error: argument command: invalid choice: 'frobnicate' (choose from 'run', ")
 
 
 # --------------------------------------------------------------------------- events + inspect
@@ -205,7 +215,7 @@ def test_inspect_shows_awaiting_node(tmp_path: Path) -> None:
 def test_inspect_missing_file_exits_2(tmp_path: Path) -> None:
     proc = flowcraft("inspect", str(tmp_path / "nope.jsonl"))
     assert proc.returncode == 2
-    assert proc.stderr.strip()
+    assert proc.stderr == f"flowcraft: no such file: {tmp_path / 'nope.jsonl'}\n"
 
 
 def test_inspect_malformed_log_exits_2(tmp_path: Path) -> None:
@@ -213,8 +223,8 @@ def test_inspect_malformed_log_exits_2(tmp_path: Path) -> None:
     log.write_text('{"type": "workflow:start"\nnot json at all\n')
     proc = flowcraft("inspect", str(log))
     assert proc.returncode == 2
-    assert proc.stderr.strip()
-    assert "Traceback" not in proc.stderr
+    # the first line is cut short: the error names the file and line
+    assert proc.stderr == f"flowcraft: {log}:1: not an event: Input data was truncated\n"
 
 
 # --------------------------------------------------------------------------- lint + mermaid
@@ -276,7 +286,8 @@ def test_lint_unparseable_file_exits_2(tmp_path: Path) -> None:
     path.write_text("{ this is not json")
     proc = flowcraft("lint", str(path))
     assert proc.returncode == 2
-    assert proc.stderr.strip()
+    assert proc.stderr.startswith("flowcraft: invalid blueprint: JSON is malformed: "), proc.stderr
+    assert proc.stderr.count("\n") == 1
 
 
 def test_mermaid_flow_module() -> None:

@@ -66,6 +66,7 @@ values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner,
                                                                  max_size=2),
     max_leaves=4).map(msgspec.json.encode)
+taken = st.integers(0, 3).map(bool)  # an edge is taken three times in four
 writes = st.lists(st.tuples(st.sampled_from(KEYS), st.none() | values), max_size=3).map(tuple)
 
 
@@ -128,8 +129,9 @@ class Harness:
     """What the test knows besides the model's state: which tokens hold which leases, which
     (instance, token) pairs already completed, and a counter for fresh tokens."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, may_cancel: bool) -> None:
         self.graph = graph
+        self.may_cancel = may_cancel  # one example in three cancels its run at some point
         self.held: dict[Inst, str] = {}
         self.spent: list[tuple[Inst, str]] = []
         self.fired: dict[Inst, tuple[int, Any]] = {}  # last (epoch, input) seen while fired
@@ -149,15 +151,22 @@ class Harness:
             if data.draw(st.booleans(), label="continue"):
                 chosen = [(e, True) for e, kind in edges if kind == BACK]
             else:
-                chosen = [(e, data.draw(st.booleans())) for e, kind in edges if kind == EXIT]
+                chosen = [(e, data.draw(taken)) for e, kind in edges if kind == EXIT]
         else:
-            chosen = [(e, data.draw(st.booleans())) for e, _ in edges]
+            chosen = [(e, data.draw(taken)) for e, _ in edges]
         return tuple((e, taken, data.draw(values) if taken else b"") for e, taken in chosen)
 
     def adoptable(self, inst: Inst) -> bool:
         """Adopt only instances at epoch 0 whose input is null: known divergences
         test_adopted_instance_keeps_its_epoch, test_adopted_instance_keeps_its_input."""
         return self.fired.get(inst, (0, None)) == (0, None)
+
+    def stuck(self, seen: Observed) -> bool:
+        """Whether no step can make progress (what runs waits for a parked instance this
+        test does not adopt, or for nothing)."""
+        return not (self.held or seen.awaiting or any(
+            s[:1] in ("F", "G") or (s == "S" and self.adoptable(_inst(k)))
+            for k, s in seen.instances.items()))
 
     def draw(self, data: st.DataObject, seen: Observed) -> Step:
         """The next step: a valid one from the model's state, or one both must refuse."""
@@ -171,11 +180,11 @@ class Harness:
         # progress first (hypothesis draws and shrinks towards the front), the run's end last
         kinds: list[str] = []
         if held:
-            kinds += ["commit"] * 6
+            kinds += ["commit"] * 12
         if leasable:
-            kinds += ["claim"] * 5
+            kinds += ["claim"] * 10
         if seen.awaiting:
-            kinds += ["resume"] * 3
+            kinds += ["resume"] * 4
         if held:
             kinds += ["fail", "renew", "release"]
         if fresh:
@@ -192,7 +201,7 @@ class Harness:
             kinds.append("loop_count")
         if seen.status != "awaiting":  # known divergence: test_reconcile_of_an_awaiting_run
             kinds.append("reconcile")
-        kinds += ["bad", "bad", "start", "cancel"]
+        kinds += ["bad"] * 3 + ["start"] + ["cancel"] * self.may_cancel
         kind = data.draw(st.sampled_from(kinds), label="kind")
         if kind == "claim":
             inst = data.draw(st.sampled_from(leasable))
@@ -318,16 +327,23 @@ def _tolerant(seen: Observed) -> Observed:
 
 async def _example(data: st.DataObject, redis: Redis, tally: dict[str, int]) -> None:
     graph = data.draw(graphs(), label="graph")
-    pair, harness = Pair(graph, redis, _tolerant), Harness(graph)
+    pair = Pair(graph, redis, _tolerant)
+    harness = Harness(graph, data.draw(st.integers(0, 2), label="may cancel") == 0)
     try:
         step = Step("start", context=data.draw(_contexts))
-        left = data.draw(st.integers(8, 80), label="steps")
+        left = data.draw(st.integers(30, 120), label="steps")
         while True:
             answer, seen = await pair.step(step)
             harness.update(step, answer, seen)
             tally[step.kind] = tally.get(step.kind, 0) + 1
             tally["ok " + step.kind] = tally.get("ok " + step.kind, 0) + answer.ok
-            if seen.status in TERMINAL:
+            if step.kind == "commit" and answer.ok and graph.nodes[step.inst[0]].is_controller:
+                tally["controller commits"] = tally.get("controller commits", 0) + 1
+            if step.kind == "claim" and answer.ok:  # how much of the routing was reached
+                joined = isinstance(answer.extra["input"], dict) and len(answer.extra["input"]) > 1
+                tally["claims of joins"] = tally.get("claims of joins", 0) + joined
+                tally["claims in loops"] = tally.get("claims in loops", 0) + (step.inst[1] > 0)
+            if seen.status in TERMINAL or harness.stuck(seen):
                 left = min(left, 2)  # a few refusals after the end, then the next example
             if left == 0:
                 break

@@ -181,10 +181,39 @@ class EventRecorder:
         self.events.clear()
 
 
+class Fact(msgspec.Struct, frozen=True, kw_only=True):
+    """What a store script records instead of an event: the event is built here, once."""
+
+    fact: str
+    ts: datetime
+    status: str = ""
+    node_id: str = ""
+    iteration: int = 0
+    awaiting: list[str] | dict[str, Any] = msgspec.field(default_factory=list)
+
+
+def event_of_fact(raw: bytes | str, run_id: str, blueprint_id: str,
+                  errors: Callable[[], list[WorkflowError]]) -> Event:
+    """The event a store fact stands for (`errors` is asked only for a run's finish)."""
+    fact = msgspec.json.decode(raw, type=Fact)
+    if fact.fact == "skipped":
+        return NodeSkipped(run_id=run_id, blueprint_id=blueprint_id, timestamp=fact.ts,
+                           node_id=fact.node_id, iteration=fact.iteration)
+    if fact.fact == "pause":
+        # an empty Lua table encodes as {}: no awaiting ids
+        awaiting = fact.awaiting if isinstance(fact.awaiting, list) else []
+        return WorkflowPause(run_id=run_id, blueprint_id=blueprint_id, timestamp=fact.ts,
+                             awaiting=awaiting)
+    if fact.fact == "finish":
+        return WorkflowFinish(run_id=run_id, blueprint_id=blueprint_id, timestamp=fact.ts,
+                              status=msgspec.convert(fact.status, RunStatus), errors=errors())
+    raise ValueError(f"unknown fact {fact.fact!r} in the event log of run {run_id!r}")
+
+
 __all__ = [
     "AnyEvent", "BatchFinish", "BatchStart", "ContextChange", "EdgeEvaluate", "Emit", "Event",
     "EventBus", "EventRecorder", "JobEnqueued", "JobFailed", "JobProcessed", "NodeErrorEvent",
     "NodeEvent", "NodeFallback", "NodeFinish", "NodeRetry", "NodeSkipped", "NodeStart",
     "WorkflowFinish", "WorkflowPause", "WorkflowResume", "WorkflowStart", "as_emitter",
-    "decode_event", "encode_event",
+    "Fact", "decode_event", "encode_event", "event_of_fact",
 ]

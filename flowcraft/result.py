@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 
@@ -49,4 +50,15 @@ class WorkflowResult(msgspec.Struct, kw_only=True):
         return msgspec.json.decode(data, type=cls)
 
 
-__all__ = ["RunStatus", "WorkflowError", "WorkflowResult", "utc_now"]
+def result_of(run_id: str, status: str, blueprint_id: str, context: Mapping[str, bytes],
+              errors: Sequence[bytes], awaiting: Sequence[str]) -> WorkflowResult:
+    """A distributed run's result, built from the facts a store keeps: its status, its
+    context and errors as stored JSON values, its awaiting node ids."""
+    decode = msgspec.json.decode
+    return WorkflowResult(
+        run_id=run_id, status=cast(RunStatus, status), blueprint_id=blueprint_id,
+        context={key: decode(raw) for key, raw in context.items()},
+        errors=[decode(raw, type=WorkflowError) for raw in errors], awaiting=list(awaiting))
+
+
+__all__ = ["RunStatus", "WorkflowError", "WorkflowResult", "result_of", "utc_now"]

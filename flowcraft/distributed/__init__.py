@@ -5,14 +5,11 @@ for a concrete technology implements (see `flowcraft_arq` for Redis + arq); `Mem
 `MemoryQueue` are the in-process reference implementations used by tests.
 """
 
-from flowcraft.distributed.adapter import (
-    CRASH_AFTER_COMMIT_ENV,
-    DEFAULT_STREAM_EVENTS,
-    BaseDistributedAdapter,
-    VersionMismatch,
-)
+from flowcraft.distributed.adapter import BaseDistributedAdapter
 from flowcraft.distributed.context import BufferedContext
-from flowcraft.distributed.memory import MemoryQueue, MemoryStore, build_result
+from flowcraft.distributed.control import DEFAULT_STREAM_EVENTS, Control
+from flowcraft.distributed.memory import MemoryStore
+from flowcraft.distributed.memory_queue import MemoryQueue
 from flowcraft.distributed.protocols import (
     ClaimOutcome,
     CommitOutcome,
@@ -27,22 +24,24 @@ from flowcraft.distributed.protocols import (
     Resolution,
     StartOutcome,
 )
+from flowcraft.distributed.worker import JobWorker, VersionMismatch
 from flowcraft.runtime.spec import GraphSpec, graph_spec
 
 __all__ = [
-    "CRASH_AFTER_COMMIT_ENV",
     "DEFAULT_STREAM_EVENTS",
     "BaseDistributedAdapter",
     "BufferedContext",
     "ClaimOutcome",
     "CommitOutcome",
     "CommitRequest",
+    "Control",
     "CoordinationStore",
     "FailRequest",
     "GraphSpec",
     "JobPayload",
     "JobQueue",
     "JobRef",
+    "JobWorker",
     "MemoryQueue",
     "MemoryStore",
     "QueuedJob",
@@ -50,6 +49,5 @@ __all__ = [
     "Resolution",
     "StartOutcome",
     "VersionMismatch",
-    "build_result",
     "graph_spec",
 ]

@@ -12,82 +12,73 @@ atomic with respect to the other coroutines of the event loop, like a Lua script
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import cast
 
 import msgspec
 
 from flowcraft.distributed.protocols import (
-    FRESH,
-    PARENT,
     ClaimOutcome,
     CommitOutcome,
     CommitRequest,
     FailRequest,
-    JobPayload,
     JobRef,
-    QueuedJob,
     ReconcileOutcome,
     Resolution,
     StartOutcome,
     inst_key,
 )
-from flowcraft.result import utc_now
-from flowcraft.runtime.graph import BACK, EXIT
-from flowcraft.runtime.spec import ANY, CONTROLLER, FALLBACK_ONLY, GraphSpec
-
-log = logging.getLogger("flowcraft.distributed.memory")
+from flowcraft.events import NodeSkipped, WorkflowFinish, WorkflowPause, encode_event
+from flowcraft.result import RunStatus, WorkflowError, WorkflowResult, result_of, utc_now
+from flowcraft.runtime.book import Book
+from flowcraft.runtime.spec import GraphSpec
 
 _json = msgspec.json.encode
 
 
-def build_result(run_id: str, status: str, blueprint_id: str, context: Mapping[str, bytes],
-                 errors: Sequence[bytes], awaiting: Sequence[str]) -> bytes:
-    """The WorkflowResult JSON, with the stored JSON values embedded verbatim."""
-    return _json({
-        "run_id": run_id, "status": status,
-        "context": {k: msgspec.Raw(v) for k, v in context.items()},
-        "errors": [msgspec.Raw(e) for e in errors], "awaiting": list(awaiting),
-        "blueprint_id": blueprint_id,
-    })
+def merge_json(parts: list[tuple[str, bytes]]) -> bytes:
+    """A join's input as JSON, from its predecessors' JSON values (no decoding)."""
+    return b"{" + b",".join(_json(source) + b":" + value for source, value in parts) + b"}"
 
 
 class _Inst:
     """One instance record: state F (fired), B (a batch whose items run), G (a batch whose
-    items all finished: `input` holds their outputs), S (a subflow node waiting for its child
-    run), D (done), X (failed), C (dropped)."""
+    items all finished: `input` holds their outputs), H (a batch item held back by the
+    batch's concurrency), S (a subflow node waiting for its child run), D (done), X (failed),
+    C (dropped)."""
 
-    __slots__ = ("epoch", "input", "state")
+    __slots__ = ("epoch", "fired", "input", "state")
 
     def __init__(self, state: str, epoch: int, input: bytes) -> None:
         self.state = state
         self.epoch = epoch
         self.input = input
+        self.fired = _now_ms()  # when it was last handed to the queue (reconcile waits)
 
 
 class _RunState:
-    def __init__(self, run_id: str, meta: Mapping[str, str]) -> None:
+    def __init__(self, run_id: str, meta: Mapping[str, str], spec: GraphSpec) -> None:
         self.run_id = run_id
         self.meta: dict[str, str] = dict(meta)
         self.meta.setdefault("status", "running")
+        self.spec = spec
+        self.book: Book[bytes] = Book(spec, merge_json)
         self.live = 0
-        self.next_iteration = 0
         self.ctx: dict[str, bytes] = {}
         self.inst: dict[str, _Inst] = {}
         self.leases: dict[str, tuple[str, float]] = {}
-        self.joins: dict[str, int] = {}
-        self.values: dict[str, bytes] = {}
-        self.parent: dict[int, int] = {}
         self.pills: dict[str, str] = {}
         self.outbox: dict[str, JobRef] = {}
         self.awaiting: dict[str, str] = {}
         self.errors: list[bytes] = []
         self.events: list[bytes] = []
-        self.result: bytes | None = None
+        self.result: WorkflowResult | None = None
         self.updated = time.monotonic()
         self.completions: dict[str, int] = {}
         self.batches: dict[str, list[bytes | None]] = {}
+        self.held: dict[str, list[int]] = {}  # batch items not released yet (concurrency)
 
 
 def _now_ms() -> float:
@@ -108,7 +99,7 @@ class MemoryStore:
         run = self.runs.get(run_id)
         return None if run is None else run.meta["status"]
 
-    async def result(self, run_id: str) -> bytes | None:
+    async def result(self, run_id: str) -> WorkflowResult | None:
         run = self.runs.get(run_id)
         return None if run is None else run.result
 
@@ -128,14 +119,13 @@ class MemoryStore:
         run = self.runs.get(run_id)
         if run is None:
             return 0
-        entry = run.parent.get(iteration, iteration)
-        return run.joins.get(f"n:{inst_key(node_index, entry)}", 0)
+        return run.book.loop_count(node_index, iteration)
 
     async def events(self, run_id: str) -> list[bytes]:
         run = self.runs.get(run_id)
         return [] if run is None else list(run.events)
 
-    async def wait_result(self, run_id: str, timeout: float) -> bytes:
+    async def wait_result(self, run_id: str, timeout: float) -> WorkflowResult:
         """The result once the run is terminal or awaiting; TimeoutError after `timeout`."""
         async with asyncio.timeout(timeout):
             while True:
@@ -157,13 +147,13 @@ class MemoryStore:
         run = self.runs.get(run_id)
         if run is not None:
             return StartOutcome(False, list(run.outbox.values()), run.meta["status"])
-        run = self.runs[run_id] = _RunState(run_id, meta)
+        run = self.runs[run_id] = _RunState(run_id, meta, spec)
         self.blueprint_fallback[run_id] = spec.blueprint_id
         run.ctx.update(context)
         run.events.extend(events)
         fired: list[JobRef] = []
-        for index in spec.start:
-            self._fire(run, index, 0, b"null", fired, 0)
+        for ready in run.book.start(b"null"):
+            self._fire(run, ready.node, ready.iteration, ready.input, fired, 0)
         run.live += len(fired)
         if not fired:
             self._finish(run, "completed", "")
@@ -222,9 +212,8 @@ class MemoryStore:
         if request.await_details is not None:
             run.awaiting[key] = request.node_id
         elif run.meta["status"] == "running":
-            self._route(run, spec, request.node_index, request.iteration,
-                        request.resolutions, fired, request.defer_ms,
-                        request.timestamp if request.skip_events else None)
+            self._route(run, request.node_index, request.iteration, request.resolutions, fired,
+                        request.defer_ms, request.timestamp if request.skip_events else None)
         run.live += len(fired) - 1
         run.updated = time.monotonic()
         finished = self._maybe_finish(run, spec, request.timestamp)
@@ -306,18 +295,19 @@ class MemoryStore:
         self._apply_writes(run, request.writes)
         run.events.extend(request.events)
         fired: list[JobRef] = []
-        self._route(run, spec, request.node_index, request.iteration, request.resolutions,
-                    fired, 0, request.timestamp if request.skip_events else None)
+        self._route(run, request.node_index, request.iteration, request.resolutions, fired, 0,
+                    request.timestamp if request.skip_events else None)
         run.live += len(fired)
         run.updated = time.monotonic()
         finished = self._maybe_finish(run, spec, request.timestamp)
         return CommitOutcome(True, jobs=fired, status=run.meta["status"], finished=finished)
 
     async def scatter(self, run_id: str, spec: GraphSpec, node_index: int, iteration: int,
-                      token: str, items: Sequence[bytes],
-                      events: Sequence[bytes] = ()) -> CommitOutcome:
-        """A batch instance hands its items out as jobs: it stays live (state B) until the
-        last item's commit gathers the outputs (state G), then completes like any node."""
+                      token: str, items: Sequence[bytes], events: Sequence[bytes] = (),
+                      concurrency: int = 0) -> CommitOutcome:
+        """A batch instance hands its items out as jobs, at most `concurrency` at a time (0:
+        all): it stays live (state B) until the last item's commit gathers the outputs (state
+        G), then completes like any node."""
         key = inst_key(node_index, iteration)
         held = self._end_lease(run_id, key, token)
         if isinstance(held, CommitOutcome):
@@ -326,15 +316,21 @@ class MemoryStore:
         run.events.extend(events)
         run.inst[key].state = "B"
         run.batches[key] = [None] * len(items)
-        fired: list[JobRef] = []
         for index, raw in enumerate(items):
-            item_key = inst_key(node_index, iteration, index)
-            run.inst[item_key] = _Inst("F", 0, raw)
-            ref = JobRef(node_index, iteration, 0, 0, index)
-            run.outbox[ref.key] = ref
-            fired.append(ref)
-        run.live += len(fired)
+            run.inst[inst_key(node_index, iteration, index)] = _Inst("H", 0, raw)
+        first = len(items) if concurrency <= 0 else min(concurrency, len(items))
+        run.held[key] = list(range(len(items) - 1, first - 1, -1))
+        fired = [self._release_item(run, node_index, iteration, index) for index in range(first)]
+        run.live += len(items)
         return CommitOutcome(True, jobs=fired, status=run.meta["status"])
+
+    @staticmethod
+    def _release_item(run: _RunState, node_index: int, iteration: int, index: int) -> JobRef:
+        item = run.inst[inst_key(node_index, iteration, index)]
+        item.state, item.fired = "F", _now_ms()
+        ref = JobRef(node_index, iteration, 0, 0, index)
+        run.outbox[ref.key] = ref
+        return ref
 
     async def park(self, run_id: str, node_index: int, iteration: int,
                    token: str) -> CommitOutcome:
@@ -358,7 +354,7 @@ class MemoryStore:
         rec = run.inst.get(inst_key(node_index, iteration))
         if rec is None or rec.state != "S":
             return False
-        rec.state = "F"
+        rec.state, rec.fired = "F", _now_ms()
         run.leases[inst_key(node_index, iteration)] = (token, _now_ms() + lease_ms)
         return True
 
@@ -383,21 +379,33 @@ class MemoryStore:
         outputs[request.item] = request.item_output
         run.live -= 1
         batch = run.inst[key]
+        waiting = run.held.get(key)
+        if waiting and run.meta["status"] == "running":
+            ref = self._release_item(run, request.node_index, request.iteration, waiting.pop())
+            return CommitOutcome(True, jobs=[ref], status=run.meta["status"])
         if run.meta["status"] != "running" or batch.state != "B" or any(
                 o is None for o in outputs):
             finished = self._maybe_finish(run, None, request.timestamp)
             return CommitOutcome(True, status=run.meta["status"], finished=finished)
         gathered = b"[" + b",".join(o or b"null" for o in outputs) + b"]"
-        batch.state = "G"
+        batch.state, batch.fired = "G", _now_ms()
         batch.input = gathered
         run.leases[key] = (request.token, _now_ms() + request.lease_ms)
         return CommitOutcome(True, status=run.meta["status"], gathered=gathered)
 
-    async def ack(self, run_id: str, jobs: Sequence[JobRef]) -> None:
+    async def ack(self, run_id: str, jobs: Sequence[JobRef],
+                  events: Sequence[bytes] = ()) -> None:
         run = self.runs.get(run_id)
         if run is not None:
             for job in jobs:
                 run.outbox.pop(job.key, None)
+            run.events.extend(events)
+
+    async def log(self, run_id: str, events: Sequence[bytes]) -> None:
+        """Append events to the run's log (outside any transition)."""
+        run = self.runs.get(run_id)
+        if run is not None:
+            run.events.extend(events)
 
     async def cancel(self, run_id: str, timestamp: str) -> CommitOutcome:
         run = self.runs.get(run_id)
@@ -427,9 +435,9 @@ class MemoryStore:
             return ReconcileOutcome(status="unknown")
         blueprint_id = run.meta.get("blueprint_id") or self.blueprint_fallback.get(run_id, "")
         status = run.meta["status"]
-        if run.result is not None and status != "running":
-            return ReconcileOutcome(status=status, blueprint_id=blueprint_id)
-        if status != "running":
+        if status not in ("running", "awaiting"):
+            if run.live <= 0:  # already finished
+                return ReconcileOutcome(status=status, blueprint_id=blueprint_id)
             self._drop_unleased(run)
             finished = self._maybe_finish(run, None, timestamp)
             return ReconcileOutcome(status=run.meta["status"], blueprint_id=blueprint_id,
@@ -440,8 +448,9 @@ class MemoryStore:
             if rec.state not in ("F", "G"):
                 continue
             lease = run.leases.get(key)
-            if lease is not None and lease[1] > now:
+            if (lease is not None and lease[1] > now) or rec.fired + stalled_ms > now:
                 continue
+            rec.fired = now
             node_part, _, rest = key.partition("#")
             iteration_part, _, item_part = rest.partition("/")
             node_index, iteration = int(node_part), int(iteration_part)
@@ -495,7 +504,7 @@ class MemoryStore:
     def _drop_unleased(run: _RunState) -> None:
         now = _now_ms()
         for key, rec in run.inst.items():
-            if rec.state not in ("F", "G", "B", "S"):
+            if rec.state not in ("F", "G", "B", "S", "H"):
                 continue
             lease = run.leases.get(key)
             if rec.state in ("F", "G") and lease is not None and lease[1] > now:
@@ -504,6 +513,7 @@ class MemoryStore:
             run.leases.pop(key, None)
             run.live -= 1
         run.outbox.clear()
+        run.awaiting.clear()
 
     def _maybe_finish(self, run: _RunState, spec: GraphSpec | None, timestamp: str) -> bool:
         if run.live > 0:
@@ -512,8 +522,13 @@ class MemoryStore:
         if status == "running":
             if run.awaiting:
                 run.meta["status"] = "awaiting"
-                run.result = build_result(run.run_id, "awaiting", run.meta.get("blueprint_id", ""),
-                                          run.ctx, run.errors, list(run.awaiting.values()))
+                run.result = result_of(run.run_id, "awaiting", run.meta.get("blueprint_id", ""),
+                                       run.ctx, run.errors,
+                                       sorted(run.awaiting.values()))
+                if timestamp:
+                    run.events.append(encode_event(WorkflowPause(
+                        run_id=run.run_id, blueprint_id=run.meta.get("blueprint_id", ""),
+                        timestamp=_when(timestamp), awaiting=sorted(run.awaiting.values()))))
                 self._notify(run.run_id)
                 return False
             status = "completed"
@@ -525,165 +540,40 @@ class MemoryStore:
     def _finish(self, run: _RunState, status: str, timestamp: str) -> None:
         run.meta["status"] = status
         blueprint_id = run.meta.get("blueprint_id", "")
-        run.result = build_result(run.run_id, status, blueprint_id, run.ctx, run.errors, [])
+        run.result = result_of(run.run_id, status, blueprint_id, run.ctx, run.errors, [])
         if timestamp:
-            run.events.append(_json({
-                "type": "workflow:finish", "run_id": run.run_id, "blueprint_id": blueprint_id,
-                "timestamp": timestamp, "status": status,
-                "errors": [msgspec.Raw(e) for e in run.errors]}))
+            run.events.append(encode_event(WorkflowFinish(
+                run_id=run.run_id, blueprint_id=blueprint_id, timestamp=_when(timestamp),
+                status=cast(RunStatus, status),
+                errors=[msgspec.json.decode(e, type=WorkflowError) for e in run.errors])))
         self._notify(run.run_id)
 
     @staticmethod
     def _fire(run: _RunState, node_index: int, iteration: int, value: bytes,
               fired: list[JobRef], defer_ms: int) -> None:
-        key = inst_key(node_index, iteration)
-        if key in run.inst:
-            return
-        run.inst[key] = _Inst("F", 0, value)
+        run.inst[inst_key(node_index, iteration)] = _Inst("F", 0, value)
         defer = int(time.time() * 1000) + defer_ms if defer_ms > 0 else 0
         ref = JobRef(node_index, iteration, 0, defer)
         run.outbox[ref.key] = ref
         fired.append(ref)
 
-    def _route(self, run: _RunState, spec: GraphSpec, node_index: int, iteration: int,
+    def _route(self, run: _RunState, node_index: int, iteration: int,
                resolutions: Sequence[Resolution], fired: list[JobRef], defer_ms: int,
                skip_ts: str | None = None) -> None:
-        skips: list[tuple[int, int]] = []
-        fresh: int | None = None
-        for res in resolutions:
-            if res.mode == FRESH:
-                if fresh is None:
-                    run.next_iteration += 1
-                    fresh = run.next_iteration
-                    entry = run.parent[fresh] = run.parent.get(iteration, iteration)
-                    loop = f"n:{inst_key(node_index, entry)}"
-                    run.joins[loop] = run.joins.get(loop, 0) + 1
-                target_iteration = fresh
-            elif res.mode == PARENT:
-                target_iteration = run.parent.get(iteration, iteration)
-            else:
-                target_iteration = iteration
-            self._resolve(run, spec, res.edge, target_iteration, res.taken, res.value, fired,
-                          skips, defer_ms)
-        while skips:
-            node, it = skips.pop()
-            if skip_ts is not None:
-                run.events.append(_json({
-                    "type": "node:skipped", "run_id": run.run_id,
-                    "blueprint_id": spec.blueprint_id, "timestamp": skip_ts,
-                    "node_id": spec.nodes[node].id, "iteration": it}))
-            nspec = spec.nodes[node]
-            for edge_index in nspec.out:
-                edge = spec.edges[edge_index]
-                if nspec.flags & CONTROLLER and edge.kind != EXIT:
-                    continue
-                target_iteration = run.parent.get(it, it) if edge.kind == EXIT else it
-                self._resolve(run, spec, edge_index, target_iteration, False, b"", fired, skips,
-                              defer_ms)
-
-    def _resolve(self, run: _RunState, spec: GraphSpec, edge_index: int, iteration: int,
-                 taken: bool, value: bytes, fired: list[JobRef],
-                 skips: list[tuple[int, int]], defer_ms: int) -> None:
-        """Mirror of `FlowRuntime._resolve`, on stored counters instead of `_Join` objects."""
-        edge = spec.edges[edge_index]
-        target = spec.nodes[edge.target]
-        if target.flags & FALLBACK_ONLY:
-            return
-        required = target.back_in if edge.kind == BACK else target.forward_in
-        if len(required) == 1:
-            if taken:
-                self._fire(run, edge.target, iteration, value, fired, defer_ms)
-            else:
-                skips.append((edge.target, iteration))
-            return
-        key = inst_key(edge.target, iteration)
-        resolved = run.joins[f"j:{key}"] = run.joins.get(f"j:{key}", 0) + 1
-        if taken:
-            if target.flags & ANY:
-                count = run.joins[f"t:{key}"] = run.joins.get(f"t:{key}", 0) + 1
-                if count == 1:
-                    source_id = _json(spec.nodes[edge.source].id)
-                    self._fire(run, edge.target, iteration, b"{" + source_id + b":" + value + b"}",
-                               fired, defer_ms)
-            else:
-                run.values[f"{edge_index}#{iteration}"] = value
-        if resolved < len(required):
-            return
-        if target.flags & ANY:
-            if f"t:{key}" not in run.joins:
-                skips.append((edge.target, iteration))
-            return
-        parts = []
-        for index in required:
-            stored = run.values.get(f"{index}#{iteration}")
-            if stored is not None:
-                parts.append(_json(spec.nodes[spec.edges[index].source].id) + b":" + stored)
-        if parts:
-            self._fire(run, edge.target, iteration, b"{" + b",".join(parts) + b"}", fired,
-                       defer_ms)
-        else:
-            skips.append((edge.target, iteration))
+        routed = run.book.route(node_index, iteration,
+                                [(r.edge, r.taken, r.value) for r in resolutions])
+        for ready in routed.fired:
+            self._fire(run, ready.node, ready.iteration, ready.input, fired, defer_ms)
+        if skip_ts is not None:
+            blueprint_id = run.spec.blueprint_id
+            for node, it in routed.skipped:
+                run.events.append(encode_event(NodeSkipped(
+                    run_id=run.run_id, blueprint_id=blueprint_id, timestamp=_when(skip_ts),
+                    node_id=run.spec.nodes[node].id, iteration=it)))
 
 
-Handler = Callable[[JobPayload], Awaitable[None]]
+def _when(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp)
 
 
-class MemoryQueue:
-    """A JobQueue for one process: at-least-once delivery to `workers` consumer tasks.
-
-    Like arq, enqueueing an id that is queued or running is a no-op; deferred jobs wait until
-    their time. `duplicate(payload)` delivers a payload again on purpose (fault tests).
-    """
-
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[JobPayload] = asyncio.Queue()
-        self._ids: set[str] = set()
-        self._timers: set[asyncio.TimerHandle] = set()
-        self.delivered = 0
-
-    async def enqueue(self, jobs: Sequence[QueuedJob]) -> None:
-        loop = asyncio.get_running_loop()
-        for job in jobs:
-            job_id = job.payload.job_id
-            if job_id in self._ids:
-                continue
-            self._ids.add(job_id)
-            delay = ((job.defer_until_ms - time.time() * 1000) / 1000.0
-                     if job.defer_until_ms else 0.0)
-            if delay > 0:
-                handle = loop.call_later(delay, self._queue.put_nowait, job.payload)
-                self._timers.add(handle)
-            else:
-                self._queue.put_nowait(job.payload)
-
-    def duplicate(self, payload: JobPayload) -> None:
-        self._queue.put_nowait(payload)
-
-    def pending(self) -> int:
-        return self._queue.qsize()
-
-    async def serve(self, handler: Handler, workers: int = 4) -> None:
-        """Consume jobs with `workers` tasks until cancelled."""
-
-        async def consume() -> None:
-            while True:
-                payload = await self._queue.get()
-                try:
-                    await handler(payload)
-                except Exception:
-                    log.exception("job %s raised", payload.job_id)
-                finally:
-                    self._ids.discard(payload.job_id)
-                    self.delivered += 1
-
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(workers):
-                tg.create_task(consume())
-
-    def close(self) -> None:
-        for handle in self._timers:
-            handle.cancel()
-        self._timers.clear()
-
-
-__all__ = ["MemoryQueue", "MemoryStore", "build_result", "inst_key"]
+__all__ = ["MemoryStore"]

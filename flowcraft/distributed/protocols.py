@@ -21,13 +21,11 @@ from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 
+from flowcraft.result import WorkflowResult
 from flowcraft.runtime.spec import GraphSpec
 
 RunState = Literal["running", "awaiting", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
-
-# Iteration modes of a resolution (how the target iteration follows from the source's).
-SAME, FRESH, PARENT = 0, 1, 2
 
 
 class JobPayload(msgspec.Struct, frozen=True, array_like=True):
@@ -84,12 +82,12 @@ class QueuedJob(msgspec.Struct, frozen=True):
 
 
 class Resolution(msgspec.Struct, frozen=True, array_like=True):
-    """One edge decision of a finished node: edge index, taken, value (JSON), iteration mode."""
+    """One edge decision of a finished node: edge index, taken, value (JSON). The iteration it
+    resolves at follows from the edge's kind (see `runtime/book.py`)."""
 
     edge: int
     taken: bool
     value: bytes = b"null"
-    mode: int = SAME
 
 
 class CommitRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -219,8 +217,8 @@ class CoordinationStore(Protocol):
                       token: str, item: int = -1) -> CommitOutcome: ...
 
     async def scatter(self, run_id: str, spec: GraphSpec, node_index: int, iteration: int,
-                      token: str, items: Sequence[bytes],
-                      events: Sequence[bytes] = ()) -> CommitOutcome: ...
+                      token: str, items: Sequence[bytes], events: Sequence[bytes] = (),
+                      concurrency: int = 0) -> CommitOutcome: ...
 
     async def park(self, run_id: str, node_index: int, iteration: int,
                    token: str) -> CommitOutcome: ...
@@ -232,7 +230,10 @@ class CoordinationStore(Protocol):
 
     async def parked(self, run_id: str) -> list[tuple[int, int]]: ...
 
-    async def ack(self, run_id: str, jobs: Sequence[JobRef]) -> None: ...
+    async def ack(self, run_id: str, jobs: Sequence[JobRef],
+                  events: Sequence[bytes] = ()) -> None: ...
+
+    async def log(self, run_id: str, events: Sequence[bytes]) -> None: ...
 
     async def awaiting(self, run_id: str) -> dict[str, str]: ...
 
@@ -250,7 +251,7 @@ class CoordinationStore(Protocol):
 
     async def status(self, run_id: str) -> str | None: ...
 
-    async def result(self, run_id: str) -> bytes | None: ...
+    async def result(self, run_id: str) -> WorkflowResult | None: ...
 
 
 @runtime_checkable
@@ -261,9 +262,6 @@ class JobQueue(Protocol):
 
 
 __all__ = [
-    "FRESH",
-    "PARENT",
-    "SAME",
     "TERMINAL",
     "inst_key",
     "ClaimOutcome",

@@ -83,7 +83,9 @@ class Graph:
     """The compiled form of one blueprint with one registry."""
 
     def __init__(self, blueprint: WorkflowBlueprint, registry: Mapping[str, Any],
-                 builtins: Mapping[str, Any] | None = None) -> None:
+                 builtins: Mapping[str, Any] | None = None, *, code: bool = True) -> None:
+        """`code=False` compiles the shape and the expressions only, for processes that
+        start, resume and route runs but never execute node code (clients)."""
         self.source = blueprint
         blueprint = normalize(blueprint)
         self.blueprint = blueprint
@@ -92,14 +94,14 @@ class Graph:
         nodes: list[CompiledNode] = []
         for i, nd in enumerate(blueprint.nodes):
             impl = impls.get(nd.uses)
-            if impl is None:
+            if impl is None and code:
                 raise BlueprintError(
                     f"blueprint {blueprint.id!r}: node {nd.id!r} uses {nd.uses!r}, which is not "
                     "in the registry")
             node = CompiledNode(i, nd.id, nd.uses, nd.params, nd.inputs, nd.config, impl)
             if node.kind == BATCH:
                 worker = impls.get(nd.params["worker"])
-                if worker is None:
+                if worker is None and code:
                     raise BlueprintError(
                         f"blueprint {blueprint.id!r}: batch {nd.id!r} worker "
                         f"{nd.params['worker']!r} is not in the registry")

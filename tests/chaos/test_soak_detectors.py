@@ -27,11 +27,8 @@ async def tamper(soak: Soak, redis: Redis, client: FlowcraftClient) -> None:
             [diamonds[1], "B", 7, f"{diamonds[1]}:B:7", phase, 1, 1]))
     # 3. the live counter of a finished run knocked off
     await redis.hset(keys[2].meta, "live", "-1")
-    # 4. a result whose context differs from the in-memory run
-    raw = await redis.get(keys[3].result)
-    result = msgspec.json.decode(raw)
-    result["context"]["E"] = "tampered"
-    await redis.set(keys[3].result, msgspec.json.encode(result))
+    # 4. a result whose context differs from the in-memory run (results are built from it)
+    await redis.hset(keys[3].ctx, "E", msgspec.json.encode("tampered"))
     # 5. a run left running with a fired instance
     other = client.store.keys(others[0])
     await redis.hset(other.meta, mapping={"status": "running", "i:0#0": "F0|||0|null"})

@@ -44,4 +44,4 @@ class Cluster:
     async def run(self, flow: Flow, context: dict[str, Any] | None = None,
                   run_id: str | None = None) -> WorkflowResult:
         run_id = await self.adapter.start_run(flow, context, run_id)
-        return WorkflowResult.from_json(await self.store.wait_result(run_id, 10))
+        return await self.store.wait_result(run_id, 10)

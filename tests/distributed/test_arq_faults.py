@@ -36,15 +36,12 @@ from dist_scenarios import (
 )
 from flowcraft_arq import ArqAdapter, RunKeys, active_key
 from flowcraft_arq.adapter import ADAPTER_CTX_KEY
+from flowcraft_arq.keys import runs_index_key
 from redis.asyncio import Redis
 
 from flowcraft import Flow, FlowcraftError, FlowRuntime, WorkflowResult
-from flowcraft.distributed import (
-    CRASH_AFTER_COMMIT_ENV,
-    CommitRequest,
-    QueuedJob,
-    graph_spec,
-)
+from flowcraft.distributed import CommitRequest, QueuedJob, graph_spec
+from flowcraft.distributed.worker import CRASH_AFTER_COMMIT_ENV
 
 HERE = Path(__file__).resolve().parent
 ARQ_CLI = Path(sys.executable).parent / "arq"
@@ -375,7 +372,8 @@ async def test_finished_runs_keys_carry_ttl_and_every_key_has_the_runs_hash_tag(
     runs = (done, failed, failed_waiting, cancelled)
     keys = [k.decode() async for k in redis.scan_iter(match=f"{fc_prefix}:*")]
     assert keys
-    globals_ = {active_key(fc_prefix)}
+    # the documented globals: the reconciler's index, the dashboard's run list
+    globals_ = {active_key(fc_prefix), runs_index_key(fc_prefix)}
     for key in keys:
         if key in globals_:
             continue
@@ -384,8 +382,8 @@ async def test_finished_runs_keys_carry_ttl_and_every_key_has_the_runs_hash_tag(
         ttl = await redis.pttl(key)
         assert 0 < ttl <= 600_000, (key, ttl)
     for run_id in runs:
-        names = set(RunKeys(fc_prefix, run_id).all())
-        assert {RunKeys(fc_prefix, run_id).meta, RunKeys(fc_prefix, run_id).result} <= names
+        run_keys = RunKeys(fc_prefix, run_id)
+        assert {run_keys.meta, run_keys.ctx, run_keys.events, run_keys.blueprint} <= set(keys)
     assert await redis.zcard(active_key(fc_prefix)) == 0
 
 

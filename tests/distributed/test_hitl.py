@@ -38,10 +38,10 @@ async def test_memory_store_wait_resume(name: str) -> None:
     async with Cluster(HITL_FLOWS) as cluster:
         flow = factory()
         run_id = await cluster.adapter.start_run(flow)
-        got = [WorkflowResult.from_json(await cluster.store.wait_result(run_id, 5))]
+        got = [await cluster.store.wait_result(run_id, 5)]
         for node_id, output, action in steps:
             await cluster.adapter.resume(run_id, node_id, output, action)
-            got.append(WorkflowResult.from_json(await cluster.store.wait_result(run_id, 5)))
+            got.append(await cluster.store.wait_result(run_id, 5))
     assert [comparable(r) for r in got] == [comparable(r) for r in expected]
 
 

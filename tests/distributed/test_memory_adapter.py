@@ -16,7 +16,7 @@ from dist_scenarios import DAG_FLOWS, SCENARIOS, diamond, random_dag
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flowcraft import Flow, FlowRuntime, WorkflowResult
+from flowcraft import Flow, FlowRuntime
 from flowcraft.distributed import (
     BaseDistributedAdapter,
     JobPayload,
@@ -55,7 +55,7 @@ async def test_start_is_idempotent_on_run_id(cluster: Cluster) -> None:
     flow = diamond()
     first = await cluster.run(flow, {"x": 1}, run_id="same")
     await cluster.adapter.start_run(flow, {"x": 999}, "same")
-    second = WorkflowResult.from_json(await cluster.store.wait_result("same", 5))
+    second = await cluster.store.wait_result("same", 5)
     assert second.context == first.context
     assert cluster.store.runs["same"].completions == {k: 1 for k in
                                                       cluster.store.runs["same"].completions}
@@ -126,16 +126,17 @@ async def test_reconcile_refires_lost_jobs_and_uses_blueprint_fallback() -> None
     adapter.queue = lost
     del store.runs[run_id].meta["blueprint_id"]
     store.runs[run_id].updated -= 10
+    for record in store.runs[run_id].inst.values():  # fired 10 s ago
+        record.fired -= 10_000
     counts = await adapter.reconcile(stalled_after=1)
     assert counts["reconciled"] == 1
     task = asyncio.create_task(lost.serve(adapter.handle, 2))
     try:
-        raw = await store.wait_result(run_id, 5)
+        result = await store.wait_result(run_id, 5)
     finally:
         task.cancel()
         lost.close()
         queue.close()
-    result = WorkflowResult.from_json(raw)
     assert result.status == "completed"
     assert all(n == 1 for n in store.runs[run_id].completions.values())
 
@@ -150,7 +151,7 @@ async def test_cancel_stops_the_run(cluster: Cluster) -> None:
     run_id = await cluster.adapter.start_run(flow, {})
     await asyncio.sleep(0.2)
     assert await cluster.adapter.cancel(run_id)
-    result = WorkflowResult.from_json(await cluster.store.wait_result(run_id, 5))
+    result = await cluster.store.wait_result(run_id, 5)
     assert result.status == "cancelled"
     assert "B" not in result.context
 

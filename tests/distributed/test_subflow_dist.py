@@ -35,10 +35,10 @@ async def test_memory_store_subflow(name: str) -> None:
     expected = await in_memory(PARENTS[name], CASES[name], "p1")
     async with Cluster(FLOWS) as cluster:
         run_id = await cluster.adapter.start_run(name, run_id="p1")
-        got = [WorkflowResult.from_json(await cluster.store.wait_result(run_id, 5))]
+        got = [await cluster.store.wait_result(run_id, 5)]
         for node_id, output, action in CASES[name]:
             await cluster.adapter.resume(run_id, node_id, output, action)
-            got.append(WorkflowResult.from_json(await cluster.store.wait_result(run_id, 5)))
+            got.append(await cluster.store.wait_result(run_id, 5))
     assert [comparable(r) for r in got] == [comparable(r) for r in expected]
 
 
@@ -66,7 +66,7 @@ async def test_reconcile_completes_a_subflow_whose_parent_was_not_told(
 
     async def lose_first_notice(ctx: dict[str, Any]) -> None:
         adapter = ctx["flowcraft_adapter"]
-        original = adapter._notify_parent
+        original = adapter.notify_parent
 
         async def notify(child_id: str) -> None:
             if not lost:
@@ -74,7 +74,7 @@ async def test_reconcile_completes_a_subflow_whose_parent_was_not_told(
                 return
             await original(child_id)
 
-        adapter._notify_parent = notify
+        adapter.notify_parent = notify
 
     expected = await in_memory(PARENTS["parent"], [], "p3")
     async with arq_worker(FLOWS, on_startup=lose_first_notice), \

@@ -16,7 +16,7 @@ import pytest
 from interop_functions import registry
 from interop_run import comparable
 
-from flowcraft import FlowRuntime, WorkflowResult, load_blueprint
+from flowcraft import FlowRuntime, load_blueprint
 from flowcraft.distributed import BaseDistributedAdapter, MemoryQueue, MemoryStore
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -36,7 +36,7 @@ async def test_ts_blueprint_runs_the_same_distributed(name: str) -> None:
     workers = asyncio.create_task(queue.serve(adapter.handle, 4))
     try:
         run_id = await adapter.start_run(blueprint.id, dict(data["context"]))
-        got = WorkflowResult.from_json(await store.wait_result(run_id, 10))
+        got = await store.wait_result(run_id, 10)
     finally:
         workers.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -8,8 +8,9 @@ step by step and compared after every step. `pytest -v tests/parity` lists the m
 `test_parity[<case>]` per case (each runs the case in both modes), plus batch items in flight
 per mode and concurrency, a custom evaluator per mode, and the distributed job events.
 
-Known drifts between the two modes are marked `xfail(strict=True)`: the suite is green today and
-turns red the moment a drift is fixed, so whoever fixes one removes its marker.
+The drifts this suite found when it was written (nested loops counting across outer passes, a
+finished instance fired again, batch `concurrency` ignored, a custom evaluator seeing only some
+names, no `job:*` events) are fixed: every case here must pass in both modes.
 """
 
 from __future__ import annotations
@@ -109,24 +110,8 @@ CASES: dict[str, Case] = {
     "batch_item_fails": Case("batch_c2", "failed", {"count": 13}),  # the 13th item fails
 }
 
-DRIFTS: dict[str, str] = {
-    "nested_loops_inner_max_iterations_3": (
-        "drift: distributed, an inner loop re-entered by an outer loop keeps counting across "
-        "outer passes and trips max_iterations=3 where the in-memory run completes"),
-    "nested_loops_inner_exit_into_all_join": (
-        "drift: distributed, an inner loop whose exit feeds an `all` join in the outer body: "
-        "the run completes, but on the last outer pass the join gets the 1st pass's stale "
-        "input from its other branch (a finished instance fired again)"),
-}
-
-
-def _drift(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
 def case_params() -> list[Any]:
-    return [pytest.param(name, id=name, marks=[_drift(DRIFTS[name])] if name in DRIFTS else [])
-            for name in CASES]
+    return [pytest.param(name, id=name) for name in CASES]
 
 
 # -- the two hosts ---------------------------------------------------------------------------
@@ -170,13 +155,16 @@ async def run_on_arq(client: FlowcraftClient, case: Case, run_id: str) -> list[W
 
 @asynccontextmanager
 async def dedicated_arq(redis_url: str, **settings: Any) -> AsyncIterator[FlowcraftClient]:
-    """One worker with extra `settings` (evaluator, event bus) on a queue of its own."""
+    """One worker with extra `settings` (evaluator, event bus) on a queue of its own; the
+    client records the same event types (it enqueues the start jobs)."""
     queue, prefix = unique("q"), unique("p")
     flows = list(BLUEPRINTS.values())
+    client_settings = {k: v for k, v in settings.items() if k == "stream_events"}
     async with running_worker(flows, redis_url, queue_name=queue, prefix=prefix,
                               registry=REGISTRY, **settings), \
             FlowcraftClient.from_url(redis_url, flows=flows, registry=REGISTRY,
-                                     queue_name=queue, prefix=prefix) as client:
+                                     queue_name=queue, prefix=prefix,
+                                     **client_settings) as client:
         yield client
 
 
@@ -209,13 +197,9 @@ async def test_parity(name: str, arq: FlowcraftClient) -> None:
     assert dict(COUNTS) == memory_counts
 
 
-BATCH_DRIFT = ("drift: distributed, batch `concurrency` is ignored (every item starts at once)")
-
-
 def in_flight_params() -> list[Any]:
     params = [pytest.param("memory", c, id=f"memory-concurrency_{c}") for c in (1, 2, 3)]
-    params += [pytest.param("arq", c, id=f"arq-concurrency_{c}", marks=_drift(BATCH_DRIFT))
-               for c in (1, 2, 3)]
+    params += [pytest.param("arq", c, id=f"arq-concurrency_{c}") for c in (1, 2, 3)]
     return params
 
 
@@ -237,9 +221,6 @@ async def test_batch_items_in_flight_equal_concurrency(mode: str, concurrency: i
 
 # -- a custom evaluator (CONTRACT §7) sees the whole context ---------------------------------
 
-EVALUATOR_DRIFT = ("drift: distributed, a custom evaluator= only sees the names the built-in "
-                   "parser found in the expression, not the whole context")
-
 # The names each scope must hold (internal `_` keys aside): the context is {alpha, beta}, node A
 # writes gamma, the loop body writes n; an edge condition also sees `result`.
 WHOLE_CONTEXT = {"alpha", "beta", "gamma", "A"}
@@ -250,7 +231,7 @@ EXPECTED_SCOPES = [
 ]
 
 
-@pytest.mark.parametrize("mode", ["memory", pytest.param("arq", marks=_drift(EVALUATOR_DRIFT))])
+@pytest.mark.parametrize("mode", ["memory", "arq"])
 async def test_custom_evaluator_sees_whole_context(mode: str, redis_url: str) -> None:
     recorder = ScopeRecorder()
     case = Case("evaluated", "completed", {"alpha": 1, "beta": 2})
@@ -275,7 +256,6 @@ async def test_custom_evaluator_sees_whole_context(mode: str, redis_url: str) ->
 JOB_EVENTS = ("job:enqueued", "job:processed", "job:failed")
 
 
-@_drift("drift: distributed, job:enqueued, job:processed and job:failed are never emitted")
 async def test_job_events_are_emitted_distributed(redis_url: str) -> None:
     """Looked for both on the worker's event bus and in the run's event log."""
     bus = EventRecorder()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -13,9 +13,9 @@ from redis.asyncio import ConnectionPool
 
 from flowcraft.blueprint import WorkflowBlueprint
 from flowcraft.builder import Flow
-from flowcraft.distributed.adapter import Flows
+from flowcraft.distributed.adapter import DEFAULT_STREAM_EVENTS, Flows
 from flowcraft.errors import RunNotFoundError
-from flowcraft.events import Event, decode_event
+from flowcraft.events import Event
 from flowcraft.result import WorkflowResult
 from flowcraft_arq.adapter import (
     DEFAULT_QUEUE,
@@ -28,7 +28,7 @@ from flowcraft_arq.adapter import (
 from flowcraft_arq.keys import DEFAULT_PREFIX
 
 WAIT_RECHECK_S = 5.0
-"""How long `wait` trusts its subscription alone before re-reading the result key."""
+"""How long `wait` trusts its subscription alone before re-reading the result."""
 
 log = logging.getLogger("flowcraft.arq.client")
 
@@ -45,7 +45,8 @@ class FlowcraftClient:
 
     def __init__(self, redis: Any, *, flows: Flows = (), queue_name: str = DEFAULT_QUEUE,
                  prefix: str = DEFAULT_PREFIX, result_ttl: float = 86_400.0,
-                 registry: Mapping[str, Any] | None = None) -> None:
+                 registry: Mapping[str, Any] | None = None, event_bus: Any = None,
+                 stream_events: Iterable[str] = DEFAULT_STREAM_EVENTS) -> None:
         if not isinstance(redis, ArqRedis):
             redis = ArqRedis(redis.connection_pool, job_serializer=serialize,
                              job_deserializer=deserialize, default_queue_name=queue_name)
@@ -54,7 +55,8 @@ class FlowcraftClient:
         self.queue_name = queue_name
         self.prefix = prefix
         self.adapter = ArqAdapter(redis, flows, queue_name=queue_name, prefix=prefix,
-                                  result_ttl=result_ttl, registry=registry)
+                                  result_ttl=result_ttl, registry=registry,
+                                  event_bus=event_bus, stream_events=stream_events)
         self.store = self.adapter.redis_store
 
     @classmethod
@@ -100,13 +102,12 @@ class FlowcraftClient:
 
     async def result(self, run_id: str) -> WorkflowResult | None:
         """The stored result of a terminal or awaiting run, else None."""
-        raw = await self.store.result(run_id)
-        return None if raw is None else WorkflowResult.from_json(raw)
+        return await self.store.result(run_id)
 
     async def wait(self, run_id: str, timeout: float | None = 30.0) -> WorkflowResult:
         """The result once the run is terminal or awaiting; TimeoutError after `timeout`.
 
-        Subscribes to the run's channel first, then reads the result key, so a result published
+        Subscribes to the run's channel first, then reads the result, so a result published
         in between is never missed. While waiting it re-reads the result and status only every
         `WAIT_RECHECK_S` seconds without a message: that catches a result announced while a
         dropped subscription was reconnecting, and a run whose keys vanished (RunNotFoundError),
@@ -118,9 +119,9 @@ class FlowcraftClient:
             async with asyncio.timeout(timeout):
                 await pubsub.subscribe(keys.channel)
                 while True:
-                    raw = await self.store.result(run_id)
-                    if raw is not None:
-                        return WorkflowResult.from_json(raw)
+                    result = await self.store.result(run_id)
+                    if result is not None:
+                        return result
                     if await self.store.status(run_id) is None:
                         raise RunNotFoundError(f"no run {run_id!r} (never started, or expired)")
                     await pubsub.get_message(ignore_subscribe_messages=True,
@@ -155,8 +156,7 @@ class FlowcraftClient:
             for _stream, items in entries or ():
                 for entry_id, fields in items:
                     last = entry_id
-                    for name in sorted(fields, key=lambda f: int(f[1:])):
-                        event = decode_event(fields[name])
+                    for event in await self.store.decode_entry(run_id, fields):
                         yield event
                         if event.type == "workflow:finish":
                             finished = True

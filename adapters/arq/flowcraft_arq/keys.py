@@ -16,7 +16,7 @@ DEFAULT_PREFIX = "flowcraft"
 class RunKeys:
     """The keys of one run; `script_keys` is the KEYS array every Lua script receives."""
 
-    __slots__ = ("blueprint", "channel", "ctx", "errors", "events", "meta", "result", "run_id",
+    __slots__ = ("blueprint", "channel", "ctx", "errors", "events", "meta", "run_id",
                  "script_keys")
 
     def __init__(self, prefix: str, run_id: str) -> None:
@@ -29,12 +29,11 @@ class RunKeys:
         self.meta = f"{base}:meta"
         self.ctx = f"{base}:ctx"            # hash: context key -> msgspec JSON value
         self.errors = f"{base}:errors"      # list: WorkflowError JSON
-        self.events = f"{base}:events"      # stream: encoded events, capped
-        self.result = f"{base}:result"      # string: final (or awaiting) WorkflowResult JSON
+        self.events = f"{base}:events"      # stream: encoded events ('e') and facts ('f')
         self.blueprint = f"{prefix}:blueprint:{{{run_id}}}"  # string: blueprint id fallback
         self.channel = f"{base}:done-ch"    # pub/sub channel announcing results
         self.script_keys: tuple[str, ...] = (
-            self.meta, self.ctx, self.errors, self.events, self.result, self.blueprint)
+            self.meta, self.ctx, self.errors, self.events, self.blueprint)
 
     def all(self) -> tuple[str, ...]:
         return self.script_keys
@@ -66,10 +65,26 @@ def reconcile_lock_key(prefix: str) -> str:
     return f"{prefix}:reconcile:lock"
 
 
+class MetaField:
+    """The grammar of the meta hash's bookkeeping fields, named once (the Lua scripts, which
+    spell them too, document each in `lua/lib.lua`): `<tag><node>#<iteration>[/<item>]`."""
+
+    INSTANCE = "i:"   # instance state: F/G (fired, with lease), D, X, C, B, S, H
+    OUTBOX = "o:"     # a job decided but not yet confirmed queued
+    AWAITING = "w:"   # node id of an awaiting instance
+    BATCH_LEFT = "b:"  # items of a batch still running
+    BATCH_SIZE = "bn:"  # items of a batch
+    PARKED = "S"      # the instance state of a subflow node waiting for its child run
+
+    @staticmethod
+    def outbox(job_key: str) -> str:
+        return f"{MetaField.OUTBOX}{job_key}"
+
+
 def run_pattern(prefix: str) -> str:
     """A SCAN pattern matching every key of every run under `prefix`."""
     return f"{prefix}:*"
 
 
-__all__ = ["DEFAULT_PREFIX", "RunKeys", "active_key", "reconcile_lock_key", "run_pattern",
-           "runs_index_key"]
+__all__ = ["DEFAULT_PREFIX", "MetaField", "RunKeys", "active_key", "reconcile_lock_key",
+           "run_pattern", "runs_index_key"]

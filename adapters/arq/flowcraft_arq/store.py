@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from flowcraft.distributed.protocols import (
+    TERMINAL,
     ClaimOutcome,
     CommitOutcome,
     CommitRequest,
@@ -29,9 +30,10 @@ from flowcraft.distributed.protocols import (
     ReconcileOutcome,
     StartOutcome,
 )
-from flowcraft.result import utc_now
+from flowcraft.events import Event, decode_event, event_of_fact
+from flowcraft.result import WorkflowError, WorkflowResult, result_of, utc_now
 from flowcraft.runtime.spec import GraphSpec
-from flowcraft_arq.keys import DEFAULT_PREFIX, RunKeys, active_key
+from flowcraft_arq.keys import DEFAULT_PREFIX, MetaField, RunKeys, active_key
 
 log = logging.getLogger("flowcraft.arq.store")
 
@@ -134,9 +136,42 @@ class RedisRunStore:
         raw = await self.redis.hget(self.keys(run_id).meta, "status")  # type: ignore[misc]
         return None if raw is None else _text(raw)
 
-    async def result(self, run_id: str) -> bytes | None:
-        raw: bytes | None = await self.redis.get(self.keys(run_id).result)
-        return raw
+    async def result(self, run_id: str) -> WorkflowResult | None:
+        """The run's result once it is terminal (and nothing runs any more) or awaiting,
+        built from the stored facts; None while it runs."""
+        keys = self.keys(run_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.meta, ["status", "blueprint_id", "live"])
+            pipe.hgetall(keys.ctx)
+            pipe.lrange(keys.errors, 0, -1)
+            (status, blueprint_id, live), ctx, errors = await pipe.execute()
+        if status is None:
+            return None
+        state = _text(status)
+        awaiting: list[str] = []
+        if state == "awaiting":
+            awaiting = sorted((await self.awaiting(run_id)).values())
+        elif state not in TERMINAL or int(live or 0) > 0:
+            return None
+        return result_of(run_id, state, _text(blueprint_id or b""),
+                         {_text(k): v for k, v in ctx.items()}, errors, awaiting)
+
+    async def decode_entry(self, run_id: str, fields: Mapping[bytes, bytes]) -> list[Event]:
+        """The events of one stream entry, in order: encoded events ('e<n>') as they are,
+        facts ('f<n>') recorded by the scripts built into events."""
+        names = sorted(fields, key=lambda name: int(name[1:]))
+        if not any(name[:1] == b"f" for name in names):
+            return [decode_event(fields[name]) for name in names]
+        keys = self.keys(run_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.meta, "blueprint_id")
+            pipe.lrange(keys.errors, 0, -1)
+            blueprint_id, raw_errors = await pipe.execute()
+        errors = [msgspec.json.decode(e, type=WorkflowError) for e in raw_errors]
+        return [decode_event(fields[name]) if name[:1] == b"e" else
+                event_of_fact(fields[name], run_id, _text(blueprint_id or b""),
+                              lambda: list(errors))
+                for name in names]
 
     async def meta(self, run_id: str) -> dict[str, str]:
         raw = await self.redis.hgetall(self.keys(run_id).meta)  # type: ignore[misc]
@@ -208,7 +243,7 @@ class RedisRunStore:
         doc = {
             "g": _text(spec.json), "n": request.node_index, "it": request.iteration,
             "tok": request.token, "w": _flat_writes(request.writes),
-            "r": [[r.edge, r.taken, _text(r.value), r.mode] for r in request.resolutions],
+            "r": [[r.edge, r.taken, _text(r.value)] for r in request.resolutions],
             "ev": [_text(e) for e in request.events], "ts": request.timestamp,
             "bp": spec.blueprint_id, "now": _now_ms(), "df": request.defer_ms,
             "aw": request.node_id if request.await_details is not None else False,
@@ -237,16 +272,17 @@ class RedisRunStore:
         return await self._finished(run_id, out)
 
     async def scatter(self, run_id: str, spec: GraphSpec, node_index: int, iteration: int,
-                      token: str, items: Sequence[bytes],
-                      events: Sequence[bytes] = ()) -> CommitOutcome:
+                      token: str, items: Sequence[bytes], events: Sequence[bytes] = (),
+                      concurrency: int = 0) -> CommitOutcome:
         out = await self._call("scatter", run_id, {
             "n": node_index, "it": iteration, "tok": token, "items": [_text(i) for i in items],
-            "ev": [_text(e) for e in events], "now": _now_ms()})
+            "ev": [_text(e) for e in events], "now": _now_ms(), "conc": concurrency})
         return await self._finished(run_id, out)
 
     async def awaiting(self, run_id: str) -> dict[str, str]:
         raw = await self.redis.hgetall(self.keys(run_id).meta)  # type: ignore[misc]
-        return {_text(k)[2:]: _text(v) for k, v in raw.items() if k.startswith(b"w:")}
+        tag = MetaField.AWAITING.encode()
+        return {_text(k)[len(tag):]: _text(v) for k, v in raw.items() if k.startswith(tag)}
 
     async def blueprint_of(self, run_id: str) -> str | None:
         keys = self.keys(run_id)
@@ -259,7 +295,7 @@ class RedisRunStore:
         doc = {
             "g": _text(spec.json), "n": request.node_index, "it": request.iteration,
             "w": _flat_writes(request.writes),
-            "r": [[r.edge, r.taken, _text(r.value), r.mode] for r in request.resolutions],
+            "r": [[r.edge, r.taken, _text(r.value)] for r in request.resolutions],
             "ev": [_text(e) for e in request.events], "ts": request.timestamp,
             "bp": spec.blueprint_id, "now": _now_ms(), "park": request.park,
             "sk": request.skip_events,
@@ -279,10 +315,11 @@ class RedisRunStore:
 
     async def parked(self, run_id: str) -> list[tuple[int, int]]:
         raw = await self.redis.hgetall(self.keys(run_id).meta)  # type: ignore[misc]
+        tag, parked = MetaField.INSTANCE.encode(), MetaField.PARKED.encode()
         out = []
         for key, value in raw.items():
-            if value == b"S" and key.startswith(b"i:"):
-                node, _, iteration = _text(key)[2:].partition("#")
+            if value == parked and key.startswith(tag):
+                node, _, iteration = _text(key)[len(tag):].partition("#")
                 out.append((int(node), int(iteration)))
         return out
 
@@ -293,10 +330,20 @@ class RedisRunStore:
             return None
         return _text(raw[0]), int(raw[1]), int(raw[2])
 
-    async def ack(self, run_id: str, jobs: Sequence[JobRef]) -> None:
+    async def ack(self, run_id: str, jobs: Sequence[JobRef],
+                  events: Sequence[bytes] = ()) -> None:
         if jobs:
             await self.redis.hdel(self.keys(run_id).meta,  # type: ignore[misc]
-                                  *[f"o:{j.key}" for j in jobs])
+                                  *[MetaField.outbox(j.key) for j in jobs])
+        await self.log(run_id, events)
+
+    async def log(self, run_id: str, events: Sequence[bytes]) -> None:
+        """Append events to the run's stream (outside any transition: job events)."""
+        if events:
+            fields = {f"e{i}": event for i, event in enumerate(events, 1)}
+            await self.redis.xadd(self.keys(run_id).events,
+                                  fields,  # type: ignore[arg-type]
+                                  maxlen=self.events_maxlen, approximate=True)
 
     async def cancel(self, run_id: str, timestamp: str) -> CommitOutcome:
         out = await self._call("cancel", run_id, {"ts": timestamp, "now": _now_ms()})

@@ -1,4 +1,5 @@
--- adopt: take a parked subflow instance back, leased by the caller, to complete it.
+-- adopt: take a parked subflow instance back (its epoch and input as they were), leased by the
+-- caller, to complete it.
 -- A: {n, it, tok, lease = ms, now = ms}
 -- returns 1, or 0 unless the run is running and the instance parked
 local field = 'i:' .. ikey(A.n, A.it)
@@ -6,6 +7,8 @@ local m = redis.call('HMGET', K_META, 'status', field)
 if m[1] ~= 'running' or m[2] ~= 'S' then
   return 0
 end
-redis.call('HSET', K_META, field, 'F0|' .. A.tok .. '|' .. fmt(A.now + A.lease) .. '|'
-  .. fmt(A.now) .. '|null')
+local saved = redis.call('HGET', K_META, 'sp:' .. ikey(A.n, A.it)) or '0|null'
+local epoch, input = string.match(saved, '^(%d+)|(.*)$')
+redis.call('HSET', K_META, field, 'F' .. epoch .. '|' .. A.tok .. '|' .. fmt(A.now + A.lease)
+  .. '|' .. fmt(A.now) .. '|' .. input)
 return 1

@@ -11,7 +11,6 @@ if status ~= 'running' and status ~= 'awaiting' then
   return {0, 'not_running', status, 0}
 end
 put('status', 'cancelled')
-redis.call('DEL', K_RESULT)
 local live = tonumber(m[2]) - drop_unleased(A.now)
 put('live', fmt(live))
 local finished = maybe_finish(live, 'cancelled', A.ts, blueprint_id())

@@ -2,7 +2,7 @@
 -- commit is rejected), applies the node's context writes and output, records its edge
 -- decisions, propagates skips, evaluates joins, fires ready successors exactly once, puts
 -- them in the outbox, and finishes the run when nothing is live any more.
--- A: {g = graph JSON, n, it, tok, w = {k, json|false, ...}, r = {{edge, taken, value, mode}},
+-- A: {g = graph JSON, n, it, tok, w = {k, json|false, ...}, r = {{edge, taken, value}},
 --     ev = {event, ...}, ts, bp, now, df = defer ms, aw = node id when the node now awaits,
 --     item = batch item index or -1, out = the item's output JSON, lease = ms}
 -- returns {ok, reason, status, finished, job, ...}; for the last item of a batch
@@ -31,6 +31,17 @@ if A.item >= 0 then
   local live = tonumber(m[3]) - 1
   local left = redis.call('HINCRBY', K_META, 'b:' .. bk, -1)
   local gathered = nil
+  local released = nil
+  local next_item = tonumber(getf('bq:' .. bk) or '0')
+  if status == 'running' and next_item < tonumber(getf('bn:' .. bk) or '0') then
+    -- the batch's concurrency held this item back: release it now
+    local f = ikey(A.n, A.it, next_item)
+    local held = getf('i:' .. f)
+    put('bq:' .. bk, fmt(next_item + 1))
+    put('i:' .. f, 'F0|||' .. fmt(A.now) .. '|' .. string.sub(held, 2))
+    released = fmt(A.n) .. ',' .. fmt(A.it) .. ',0,0,' .. fmt(next_item)
+    put('o:' .. f .. '#0', released)
+  end
   if left == 0 and status == 'running' and getf('i:' .. bk) == 'B' then
     local total = tonumber(getf('bn:' .. bk))
     local fields = {}
@@ -47,14 +58,17 @@ if A.item >= 0 then
       end
     end
     gathered = '[' .. table.concat(vals, ',') .. ']'
-    put('i:' .. bk, 'G0|' .. A.tok .. '|' .. fmt(A.now + A.lease) .. '|' .. fmt(A.now) .. '|'
-      .. gathered)
+    put('i:' .. bk, 'G' .. (getf('be:' .. bk) or '0') .. '|' .. A.tok .. '|'
+      .. fmt(A.now + A.lease) .. '|' .. fmt(A.now) .. '|' .. gathered)
   end
   put('live', fmt(live))
   local finished = maybe_finish(live, status, A.ts, A.bp)
   flush()
   if gathered then
     return {1, '', status, 0, 'G' .. gathered}
+  end
+  if released then
+    return {1, '', status, finished, released}
   end
   return {1, '', status, finished}
 end

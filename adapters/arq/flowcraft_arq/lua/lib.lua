@@ -1,7 +1,7 @@
 -- flowcraft: shared prelude of every script (prepended when the scripts are loaded).
 --
--- KEYS (all of one run, one hash tag): 1 meta  2 ctx  3 errors  4 events  5 result
---   6 blueprint-id fallback
+-- KEYS (all of one run, one hash tag): 1 meta  2 ctx  3 errors  4 events
+--   5 blueprint-id fallback
 -- ARGV: 1 run id  2 pub/sub channel  3 result TTL (ms)  4 event log max length
 --   5 msgpack document with the script's own arguments
 --
@@ -15,18 +15,21 @@
 --   i:n#it/k   item k of a batch instance (same states as an instance)
 --              a subflow instance is "S" (parked) while its child run runs
 --   b:n#it     items of a batch still running     bn:n#it  items of the batch
+--   bq:n#it    index of the next item held back by the batch's concurrency ("H<input>")
+--   be:n#it    epoch of a batch instance while its items run
+--   sp:n#it    "<epoch>|<input>" of a parked subflow instance, for adopt
 --   v:n#it/k   output (JSON) of item k
 --   o:n#it#ep  outbox: "n,it,epoch,defer ms" of a job decided but not yet confirmed queued
 --   j:n#it     resolved required edges of a join      t:n#it  taken edges of an `any` join
 --   e:e#it     value (JSON) of a taken edge into an `all` join
---   p:it       loop entry iteration of a fresh iteration
+--   p:it       "c,entry": fresh iteration it was made by loop controller c, entered at entry
 --   n:n#it     continues of loop controller n for loop entry iteration it
 --   x:n#it     pill ("poison" / "cancel") left by a failed predecessor
 --   w:n#it     node id of an awaiting instance (wait), until resumed
 -- Writes to the meta hash are buffered and flushed with one HSET at the end of a script;
 -- events are buffered and appended with one XADD.
 local K_META, K_CTX, K_ERRORS = KEYS[1], KEYS[2], KEYS[3]
-local K_EVENTS, K_RESULT, K_BP = KEYS[4], KEYS[5], KEYS[6]
+local K_EVENTS, K_BP = KEYS[4], KEYS[5]
 local RUN_ID, CHANNEL, TTL, MAXLEN = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local A = cmsgpack.unpack(ARGV[5])
 
@@ -47,14 +50,10 @@ local function getf(f)
   return redis.call('HGET', K_META, f)
 end
 
-local function event(e)
-  EV[#EV + 1] = e
-end
-
 local function events(list)
   if list then
     for i = 1, #list do
-      EV[#EV + 1] = list[i]
+      EV[#EV + 1] = {'e', list[i]}
     end
   end
 end
@@ -72,8 +71,8 @@ local function flush()
   if #EV > 0 then
     local args = {K_EVENTS, 'MAXLEN', '~', MAXLEN, '*'}
     for i = 1, #EV do
-      args[#args + 1] = 'e' .. i
-      args[#args + 1] = EV[i]
+      args[#args + 1] = EV[i][1] .. i
+      args[#args + 1] = EV[i][2]
     end
     redis.call('XADD', unpack(args))
     EV = {}
@@ -142,37 +141,22 @@ local function blueprint_id()
   return bp
 end
 
-local function build_result(status, bp, awaiting_ids, errs)
-  local flat = redis.call('HGETALL', K_CTX)
-  local parts = {}
-  for i = 1, #flat, 2 do
-    parts[#parts + 1] = cjson.encode(flat[i]) .. ':' .. flat[i + 1]
-  end
-  local aw = {}
-  for i = 1, #awaiting_ids do
-    aw[i] = cjson.encode(awaiting_ids[i])
-  end
-  return '{"run_id":' .. cjson.encode(RUN_ID) .. ',"status":"' .. status .. '","context":{'
-    .. table.concat(parts, ',') .. '},"errors":[' .. table.concat(errs, ',') .. '],"awaiting":['
-    .. table.concat(aw, ',') .. '],"blueprint_id":' .. cjson.encode(bp) .. '}'
+-- Scripts record facts, Python builds the views: a stream entry 'f' is a fact (a table encoded
+-- by cjson) that flowcraft_arq.store turns into an event with flowcraft.events; results are
+-- built from the meta, ctx and errors keys on read (flowcraft.result.result_of).
+local function fact(f)
+  EV[#EV + 1] = {'f', cjson.encode(f)}
 end
 
 local function finish(status, ts, bp)
   put('status', status)
-  local errs = {}
-  if status == 'failed' then
-    errs = redis.call('LRANGE', K_ERRORS, 0, -1)
-    redis.call('PEXPIRE', K_ERRORS, TTL)
-  end
-  redis.call('SET', K_RESULT, build_result(status, bp, {}, errs), 'PX', TTL)
   if ts ~= nil and ts ~= '' then
-    event('{"type":"workflow:finish","run_id":' .. cjson.encode(RUN_ID)
-      .. ',"blueprint_id":' .. cjson.encode(bp) .. ',"timestamp":"' .. ts .. '","status":"'
-      .. status .. '","errors":[' .. table.concat(errs, ',') .. ']}')
+    fact({fact = 'finish', status = status, ts = ts})
   end
   flush()
   redis.call('PEXPIRE', K_META, TTL)
   redis.call('PEXPIRE', K_CTX, TTL)
+  redis.call('PEXPIRE', K_ERRORS, TTL)
   redis.call('PEXPIRE', K_EVENTS, TTL)
   redis.call('PEXPIRE', K_BP, TTL)
   redis.call('PUBLISH', CHANNEL, status)
@@ -187,24 +171,18 @@ local function maybe_finish(live, status, ts, bp, waits)
     if waits ~= nil and waits > 0 then
       put('status', 'awaiting')
       flush()
-      local flat = redis.call('HGETALL', K_META)
-      local ids = {}
-      for i = 1, #flat, 2 do
-        if string.sub(flat[i], 1, 2) == 'w:' then
-          ids[#ids + 1] = flat[i + 1]
-        end
-      end
-      table.sort(ids)
-      redis.call('SET', K_RESULT, build_result('awaiting', bp, ids, {}))
       if ts ~= nil and ts ~= '' then
-        local aw = {}
-        for i = 1, #ids do
-          aw[i] = cjson.encode(ids[i])
+        local flat = redis.call('HGETALL', K_META)
+        local ids = {}
+        for i = 1, #flat, 2 do
+          if string.sub(flat[i], 1, 2) == 'w:' then
+            ids[#ids + 1] = flat[i + 1]
+          end
         end
-        event('{"type":"workflow:pause","run_id":' .. cjson.encode(RUN_ID)
-          .. ',"blueprint_id":' .. cjson.encode(bp) .. ',"timestamp":"' .. ts
-          .. '","awaiting":[' .. table.concat(aw, ',') .. ']}')
+        table.sort(ids)
+        fact({fact = 'pause', awaiting = ids, ts = ts})
       end
+      flush()
       redis.call('PUBLISH', CHANNEL, 'awaiting')
       return 0
     end
@@ -252,11 +230,11 @@ local function drop_unleased(now)
   for i = 1, #flat, 2 do
     local f = flat[i]
     local kind = string.sub(f, 1, 2)
-    if kind == 'o:' then
+    if kind == 'o:' or kind == 'w:' then
       stale[#stale + 1] = f
     elseif kind == 'i:' and W[f] == nil then
       local v = flat[i + 1]
-      if v == 'B' or v == 'S' then
+      if v == 'B' or v == 'S' or string.sub(v, 1, 1) == 'H' then
         put(f, 'C')
         dropped = dropped + 1
       else
@@ -270,13 +248,15 @@ local function drop_unleased(now)
   end
   if #stale > 0 then
     redis.call('HDEL', K_META, unpack(stale))
+    put('waits', '0')
   end
   return dropped
 end
 
+-- an instance is fired at most once: a second resolution that makes it ready is ignored
 local function fire(n, it, input, fired, defer, now)
   local k = ikey(n, it)
-  if W['i:' .. k] ~= nil then
+  if W['i:' .. k] ~= nil or redis.call('HEXISTS', K_META, 'i:' .. k) == 1 then
     return
   end
   put('i:' .. k, 'F0|||' .. fmt(now) .. '|' .. input)
@@ -284,13 +264,14 @@ local function fire(n, it, input, fired, defer, now)
   fired[#fired + 1] = fmt(n) .. ',' .. fmt(it) .. ',0,' .. fmt(defer)
 end
 
-local function parent_of(it)
-  if it == 0 then
-    return 0
-  end
+-- the iteration at which loop controller c was entered, seen from iteration it
+local function entry_of(c, it)
   local p = getf('p:' .. fmt(it))
   if p then
-    return tonumber(p)
+    local pc, entry = string.match(p, '^(%d+),(%d+)$')
+    if tonumber(pc) == c then
+      return tonumber(entry)
+    end
   end
   return it
 end
@@ -361,23 +342,25 @@ local function resolve(G, e, it, taken, value, fired, skips, defer, now)
   end
 end
 
--- res: {{edge, taken, value, mode}}; mode 0 same iteration, 1 fresh iteration, 2 parent
+-- res: {{edge, taken, value}}; a BACK edge (kind 1, a controller's continue) resolves at a
+-- fresh iteration, an EXIT edge (kind 2, its break) at the loop's entry iteration
 local function route(G, n, it, res, fired, defer, now)
   local skips = {}
   local fresh = nil
   for i = 1, #res do
     local r = res[i]
+    local kind = G.e[r[1] + 1][3]
     local tit = it
-    if r[4] == 1 then
+    if kind == 1 then
       if fresh == nil then
         fresh = redis.call('HINCRBY', K_META, 'iter', 1)
-        local entry = parent_of(it)
-        put('p:' .. fmt(fresh), fmt(entry))
+        local entry = entry_of(n, it)
+        put('p:' .. fmt(fresh), fmt(n) .. ',' .. fmt(entry))
         redis.call('HINCRBY', K_META, 'n:' .. ikey(n, entry), 1)
       end
       tit = fresh
-    elseif r[4] == 2 then
-      tit = parent_of(it)
+    elseif kind == 2 then
+      tit = entry_of(n, it)
     end
     resolve(G, r[1], tit, r[2], r[3], fired, skips, defer, now)
   end
@@ -385,9 +368,7 @@ local function route(G, n, it, res, fired, defer, now)
     local s = table.remove(skips)
     local node = G.n[s[1] + 1]
     if A.sk then
-      event('{"type":"node:skipped","run_id":' .. cjson.encode(RUN_ID) .. ',"blueprint_id":'
-        .. cjson.encode(A.bp) .. ',"timestamp":"' .. A.ts .. '","node_id":'
-        .. cjson.encode(node[1]) .. ',"iteration":' .. fmt(s[2]) .. '}')
+      fact({fact = 'skipped', node_id = node[1], iteration = s[2], ts = A.ts})
     end
     local ctrl = math.floor(node[2] / 4) % 2 == 1
     local outs = node[5]
@@ -395,7 +376,7 @@ local function route(G, n, it, res, fired, defer, now)
       local e = outs[i]
       local kind = G.e[e + 1][3]
       if kind == 2 then
-        resolve(G, e, parent_of(s[2]), false, '', fired, skips, defer, now)
+        resolve(G, e, entry_of(s[1], s[2]), false, '', fired, skips, defer, now)
       elseif not ctrl then
         resolve(G, e, s[2], false, '', fired, skips, defer, now)
       end

@@ -15,8 +15,8 @@ end
 local status = meta['status'] or ''
 local bp = blueprint_id()
 if status ~= 'running' and status ~= 'awaiting' then
-  if redis.call('EXISTS', K_RESULT) == 1 then
-    return {status, bp, 0, 0}
+  if tonumber(meta['live'] or '0') <= 0 then
+    return {status, bp, 0, 0}  -- already finished
   end
   local live = tonumber(meta['live'] or '0') - drop_unleased(A.now)
   put('live', fmt(live))

@@ -20,7 +20,6 @@ put('waits', fmt(waits))
 if status == 'awaiting' then
   status = 'running'
   put('status', 'running')
-  redis.call('DEL', K_RESULT)
 end
 if A.park then
   -- a subflow node: back to waiting for its child run, which is resumed next

@@ -1,7 +1,8 @@
 -- scatter: a batch instance hands its items out: each item becomes a fired instance with its
 -- own job; the batch instance stays live ("B") until the last item's commit gathers the
--- outputs (see commit.lua), then completes like any node.
--- A: {n, it, tok, items = {item JSON, ...}, ev, now}
+-- outputs (see commit.lua), then completes like any node. At most `conc` items run at once
+-- (0: all): the others are held ("H<input>") and released one per finished item.
+-- A: {n, it, tok, items = {item JSON, ...}, ev, now, conc}
 -- returns {ok, reason, status, 0, job, ...}
 local field = 'i:' .. ikey(A.n, A.it)
 local m = redis.call('HMGET', K_META, 'status', field, 'live')
@@ -12,15 +13,25 @@ if not r then
 end
 local bk = ikey(A.n, A.it)
 put(field, 'B')
+put('be:' .. bk, fmt(r.epoch))
 put('bn:' .. bk, fmt(#A.items))
 put('b:' .. bk, fmt(#A.items))
+local first = #A.items
+if A.conc > 0 and A.conc < first then
+  first = A.conc
+end
+put('bq:' .. bk, fmt(first))
 local out = {1, '', status, 0}
 for k = 0, #A.items - 1 do
   local f = ikey(A.n, A.it, k)
-  put('i:' .. f, 'F0|||' .. fmt(A.now) .. '|' .. A.items[k + 1])
-  local job = fmt(A.n) .. ',' .. fmt(A.it) .. ',0,0,' .. fmt(k)
-  put('o:' .. f .. '#0', job)
-  out[#out + 1] = job
+  if k < first then
+    put('i:' .. f, 'F0|||' .. fmt(A.now) .. '|' .. A.items[k + 1])
+    local job = fmt(A.n) .. ',' .. fmt(A.it) .. ',0,0,' .. fmt(k)
+    put('o:' .. f .. '#0', job)
+    out[#out + 1] = job
+  else
+    put('i:' .. f, 'H' .. A.items[k + 1])
+  end
 end
 put('live', fmt(tonumber(m[3]) + #A.items))
 events(A.ev)

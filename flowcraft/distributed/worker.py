@@ -1,0 +1,399 @@
+"""The worker side of distributed execution: run one node job.
+
+For one `JobPayload` a worker claims the instance (a lease with a fencing token), runs the node
+through the core `Executor` (middleware, attempts, timeouts, fallback) or its built-in
+construct (with `JobHost` as the construct's host) over a buffered context, and completes it
+through the control side (route, commit, dispatch the successors). A crash anywhere leaves either
+an uncommitted instance (the job is delivered again) or an outbox entry (re-driven by the
+redelivered job or by `reconcile`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import time
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
+
+import anyio
+import msgspec
+
+from flowcraft.builtins import Handoff, Suspended, run_builtin
+from flowcraft.builtins.batch import concurrency_of, finish_batch, item_context
+from flowcraft.context import OUTPUTS_PREFIX, NodeScopedContext, ensure_encodable, output_key
+from flowcraft.distributed.context import BufferedContext
+from flowcraft.distributed.control import DEFAULT_STREAM_EVENTS, Control, Flows, timestamp
+from flowcraft.distributed.protocols import (
+    CommitRequest,
+    CoordinationStore,
+    JobPayload,
+    JobQueue,
+)
+from flowcraft.errors import BlueprintError, BlueprintVersionError, ContextError, FlowcraftError
+from flowcraft.events import ContextChange, Event, JobFailed, JobProcessed, NodeStart
+from flowcraft.expressions import ExpressionEvaluator
+from flowcraft.nodes import NodeContext, NodeResult
+from flowcraft.result import WorkflowResult
+from flowcraft.runtime.executor import Executor, failure_of
+from flowcraft.runtime.graph import CompiledNode, Graph
+from flowcraft.runtime.routing import resolve_inputs
+from flowcraft.runtime.spec import GraphSpec, graph_spec
+
+log = logging.getLogger("flowcraft.distributed")
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+CRASH_AFTER_COMMIT_ENV = "FLOWCRAFT_TEST_CRASH_AFTER_COMMIT"
+"""Test-only hook: a worker whose environment names a node id here SIGKILLs itself right after
+committing that node and before handing its successors to the queue."""
+
+
+class VersionMismatch(Exception):
+    """The job's blueprint version differs from this worker's; retry the job later."""
+
+    def __init__(self, payload: JobPayload, worker_version: str | None, defer_s: float) -> None:
+        super().__init__(f"run {payload.run_id!r}: job for node {payload.node_id!r} has "
+                         f"blueprint version {payload.version!r}, this worker has "
+                         f"{worker_version!r}")
+        self.defer_s = defer_s
+
+
+class Job:
+    """One claimed job: what its node sees and writes, and the `Host` of its construct."""
+
+    def __init__(self, worker: JobWorker, payload: JobPayload, graph: Graph,
+                 node: CompiledNode, token: str) -> None:
+        self.worker = worker
+        self.payload = payload
+        self.graph = graph
+        self.spec = graph_spec(graph)
+        self.node = node
+        self.token = token
+        self.buffered = BufferedContext(worker.store, payload.run_id)
+        self.events: list[Event] = []
+        self.record = worker.recorder(self.events)
+        self.defer_ms = 0
+
+    # -- Host -------------------------------------------------------------------------------
+
+    @property
+    def evaluator(self) -> ExpressionEvaluator | None:
+        return self.worker.evaluator
+
+    async def scope(self, names: Collection[str]) -> Mapping[str, Any]:
+        if self.worker.evaluator is not None:
+            return await self.buffered.to_dict()
+        keys = list(names)
+        await self.buffered.prefetch(keys)
+        return self.buffered.view(keys)
+
+    async def loop_count(self, node: CompiledNode, iteration: int) -> int:
+        return await self.worker.store.loop_count(self.payload.run_id, node.index, iteration)
+
+    async def delay(self, node: CompiledNode, ctx: NodeContext, ms: float) -> NodeResult:
+        self.defer_ms = int(ms)  # the successors' jobs are deferred; nobody holds anything
+        return NodeResult(ctx.input)
+
+    async def fan_out(self, node: CompiledNode, ctx: NodeContext,
+                      items: list[Any]) -> list[Any] | None:
+        if not items:
+            return []
+        run_id = self.payload.run_id
+        outcome = await self.worker.store.scatter(
+            run_id, self.spec, node.index, self.payload.iteration, self.token,
+            [_encode(item) for item in items], self.worker.stream(self.events),
+            concurrency_of(node, len(items)))
+        self.events.clear()
+        if outcome.ok:
+            await self.worker.dispatch(run_id, self.spec, outcome.jobs)
+        return None
+
+    async def run_child(self, node: CompiledNode, ctx: NodeContext, blueprint_id: str,
+                        context: dict[str, Any], run_id: str) -> WorkflowResult | None:
+        """Start the child run and park this instance until the child ends (or pauses)."""
+        worker, parent = self.worker, self.payload.run_id
+        await worker.start_run(worker.graph(blueprint_id).id, context, run_id,
+                               (parent, node.index, self.payload.iteration))
+        parked = await worker.store.park(parent, node.index, self.payload.iteration,
+                                         self.token)
+        if parked.ok and await worker.store.result(run_id) is not None:
+            await worker.notify_parent(run_id)  # the child ended before we parked
+        return None
+
+    async def emit(self, event: Event) -> None:
+        await self.record(event)
+
+
+class JobWorker(Control):
+    """Runs node jobs against a CoordinationStore and a JobQueue (and can do all the control
+    side can). `lease_ms` bounds how long a crashed worker blocks an instance (a live worker
+    renews its lease while the node runs)."""
+
+    executes_code = True
+
+    def __init__(
+        self,
+        store: CoordinationStore,
+        queue: JobQueue,
+        flows: Flows = (),
+        *,
+        registry: Mapping[str, Any] | None = None,
+        dependencies: Mapping[str, Any] | None = None,
+        middleware: Sequence[Any] = (),
+        event_bus: Any = None,
+        evaluator: ExpressionEvaluator | None = None,
+        lease_ms: int = 30_000,
+        version_grace_s: float = 60.0,
+        stream_events: Iterable[str] = DEFAULT_STREAM_EVENTS,
+    ) -> None:
+        super().__init__(store, queue, flows, registry=registry, event_bus=event_bus,
+                         evaluator=evaluator, lease_ms=lease_ms, stream_events=stream_events)
+        self.dependencies: Mapping[str, Any] = dependencies or {}
+        self.middleware = list(middleware)
+        self.version_grace_s = version_grace_s
+        self._input_keys: dict[int, tuple[str, ...]] = {}
+        self._version_seen: dict[str, float] = {}
+
+    async def handle(self, payload: JobPayload) -> str:
+        """Run one node job. Returns what happened: "committed", "failed", or a refusal."""
+        outcome = await self._handle(payload)
+        if self._job_events:
+            event: Event
+            if outcome == "failed":
+                event = JobFailed(run_id=payload.run_id, blueprint_id=payload.blueprint_id,
+                                  node_id=payload.node_id, iteration=payload.iteration,
+                                  job_id=payload.job_id, message="the node failed")
+            else:
+                event = JobProcessed(run_id=payload.run_id, blueprint_id=payload.blueprint_id,
+                                     node_id=payload.node_id, iteration=payload.iteration,
+                                     job_id=payload.job_id)
+            events: list[Event] = []
+            await self.recorder(events)(event)
+            if streamed := self.stream(events):
+                await self.store.log(payload.run_id, streamed)
+        return outcome
+
+    async def _handle(self, payload: JobPayload) -> str:
+        graph = self.graph(payload.blueprint_id)
+        spec = graph_spec(graph)
+        node = graph.by_id.get(payload.node_id)
+        if node is None:
+            raise BlueprintError(f"run {payload.run_id!r}: node {payload.node_id!r} is not in "
+                                 f"blueprint {graph.id!r}")
+        if payload.item >= 0 and node.batch_worker is None:
+            raise BlueprintError(f"run {payload.run_id!r}: node {node.id!r} is not a batch, "
+                                 f"job {payload.job_id!r} names an item of it")
+        if (payload.version or None) != spec.version:
+            return await self._version_mismatch(payload, spec, node)
+        run_id = payload.run_id
+        token = secrets.token_hex(8)
+        claim = await self.store.claim(run_id, spec, node.index, payload.iteration, token,
+                                       self.lease_ms, payload.item)
+        if not claim.ok:
+            log.debug("run %s: job %s not run (%s)", run_id, payload.job_id, claim.reason)
+            await self.dispatch(run_id, spec, claim.jobs)
+            return claim.reason
+        job = Job(self, payload, graph, node, token)
+        if claim.gathered:
+            return await self._complete_batch(job, claim.input)
+        outcome: str | bytes = "cancelled"
+        try:
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._heartbeat, payload, node, token, scope)
+                    if payload.item >= 0:
+                        outcome = await self._run_item(job, claim.input)
+                    else:
+                        outcome = await self._run_node(job, claim.input)
+                    tg.cancel_scope.cancel()
+        finally:
+            if outcome == "cancelled":
+                with anyio.CancelScope(shield=True):
+                    released = await self.store.release(run_id, node.index, payload.iteration,
+                                                        token, payload.item)
+                    log.info("run %s: job %s released (%s)", run_id, payload.job_id,
+                             released.status or released.reason)
+        if isinstance(outcome, bytes):  # the batch's last item: its outputs, gathered
+            return await self._complete_batch(job, outcome)
+        return outcome
+
+    async def _heartbeat(self, payload: JobPayload, node: CompiledNode, token: str,
+                         scope: anyio.CancelScope) -> None:
+        interval = min(self.lease_ms / 3000.0, 1.0)
+        while True:
+            await anyio.sleep(interval)
+            status = await self.store.renew(payload.run_id, node.index, payload.iteration,
+                                            token, self.lease_ms, payload.item)
+            if status is None or status == "cancelled":
+                log.info("run %s: node %s stops (%s)", payload.run_id, node.id,
+                         "lease lost" if status is None else "run cancelled")
+                scope.cancel()
+                return
+
+    async def _version_mismatch(self, payload: JobPayload, spec: GraphSpec,
+                                node: CompiledNode) -> str:
+        if len(self._version_seen) > 10_000:
+            self._version_seen.clear()
+        first = self._version_seen.setdefault(payload.job_id, time.monotonic())
+        if time.monotonic() - first < self.version_grace_s:
+            raise VersionMismatch(payload, spec.version, min(5.0, self.version_grace_s / 4))
+        self._version_seen.pop(payload.job_id, None)  # grace is over: decided either way
+        token = secrets.token_hex(8)
+        claim = await self.store.claim(payload.run_id, spec, node.index, payload.iteration,
+                                       token, self.lease_ms, payload.item)
+        if not claim.ok:
+            return claim.reason
+        cause = BlueprintVersionError(
+            f"run {payload.run_id!r}: node {node.id!r} was scheduled with blueprint version "
+            f"{payload.version!r} but the workers run version {spec.version!r}")
+        await self.record_failure(payload, spec, node, token, cause, 0, [], [])
+        return "failed"
+
+    # -- running nodes ----------------------------------------------------------------------
+
+    def _input_keys_of(self, node: CompiledNode) -> tuple[str, ...]:
+        keys = self._input_keys.get(id(node))
+        if keys is None:
+            paths = ([node.inputs] if isinstance(node.inputs, str)
+                     else list((node.inputs or {}).values()))
+            wanted: list[str] = []
+            for path in paths:
+                wanted.append(path)
+                head = path.partition(".")[0]
+                wanted += [head, OUTPUTS_PREFIX + head]
+                if path.startswith(OUTPUTS_PREFIX):
+                    wanted.append(OUTPUTS_PREFIX + path[len(OUTPUTS_PREFIX):].partition(".")[0])
+            keys = self._input_keys[id(node)] = tuple(dict.fromkeys(wanted))
+        return keys
+
+    def _context(self, job: Job, node_id: str) -> NodeScopedContext:
+        emit, run_id, iteration = self._emit, job.payload.run_id, job.payload.iteration
+        if emit is None and "context:change" not in self.stream_events:
+            return NodeScopedContext(job.buffered, run_id, node_id)
+
+        async def changed(key: str, op: str, value: Any) -> None:
+            await job.record(ContextChange(run_id=run_id, blueprint_id=job.graph.id, key=key,
+                                           op=op, node_id=node_id, iteration=iteration,
+                                           value=value))
+
+        return NodeScopedContext(job.buffered, run_id, node_id, changed)
+
+    async def _run_node(self, job: Job, raw_input: bytes) -> str:
+        payload, graph, node = job.payload, job.graph, job.node
+        run_id = payload.run_id
+        if node.inputs is not None:
+            keys = self._input_keys_of(node)
+            await job.buffered.prefetch(keys)
+            node_input = resolve_inputs(node.inputs, job.buffered.view(keys), graph.by_id)
+        else:
+            node_input = _decode(raw_input)
+        ctx = NodeContext(context=self._context(job, node.id), input=node_input,
+                          params=node.params, dependencies=self.dependencies, run_id=run_id,
+                          node_id=node.id, blueprint_id=graph.id, iteration=payload.iteration)
+        await job.record(NodeStart(run_id=run_id, blueprint_id=graph.id, node_id=node.id,
+                                   iteration=payload.iteration, input=node_input))
+        try:
+            if node.kind is None:
+                fallback = graph.by_id[node.config.fallback] if node.config.fallback else None
+                result = await Executor(self.middleware, job.record).execute(node, ctx,
+                                                                            fallback)
+            else:
+                result = await run_builtin(node, ctx, job)
+        except FlowcraftError as exc:
+            cause, attempt = failure_of(exc, ctx.attempt)
+            await self.record_failure(payload, job.spec, node, job.token, cause, attempt,
+                                      job.buffered.encoded_writes(), job.events)
+            return "failed"
+        output_type = type(result.output)
+        if output_type is Handoff:
+            return "handed-off"
+        if output_type is Suspended:
+            return await self._commit(job, CommitRequest(
+                node_index=node.index, iteration=payload.iteration, token=job.token,
+                node_id=node.id, writes=job.buffered.encoded_writes(),
+                events=self.stream(job.events), timestamp=timestamp(),
+                await_details=_encode(result.output)))
+        return await self._complete(job, result)
+
+    async def _complete(self, job: Job, result: NodeResult) -> str:
+        try:
+            ensure_encodable(output_key(job.node.id), result.output)
+        except ContextError as exc:
+            await self.record_failure(job.payload, job.spec, job.node, job.token, ContextError(
+                f"run {job.payload.run_id!r}, node {job.node.id!r}: output {exc}"), 1,
+                job.buffered.encoded_writes(), job.events)
+            return "failed"
+        request = await self.completion(job.payload.run_id, job.graph, job.node,
+                                        job.payload.iteration, job.token, result, job.buffered,
+                                        job.events, job.defer_ms)
+        return await self._commit(job, request)
+
+    async def _commit(self, job: Job, request: CommitRequest) -> str:
+        outcome = await self.commit(job.payload, job.spec, job.node, request)
+        return "committed" if outcome.ok else f"rejected:{outcome.reason}"
+
+    def after_commit(self, node: CompiledNode) -> None:
+        if os.environ.get(CRASH_AFTER_COMMIT_ENV) == node.id:  # pragma: no cover - test hook
+            log.warning("test hook: crashing after the commit of %s", node.id)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    # -- batches ----------------------------------------------------------------------------
+
+    async def _run_item(self, job: Job, raw_input: bytes) -> str | bytes:
+        """One item of a batch, run by the batch's worker implementation. Returns the
+        gathered outputs when this was the batch's last item."""
+        payload, graph, node = job.payload, job.graph, job.node
+        worker = node.batch_worker
+        assert worker is not None
+        index = payload.item
+        ctx = item_context(node, self._context(job, f"{node.id}[{index}]"), index,
+                           _decode(raw_input), run_id=payload.run_id, blueprint_id=graph.id,
+                           iteration=payload.iteration, dependencies=self.dependencies)
+        fallback = graph.by_id[node.config.fallback] if node.config.fallback else None
+        cause: BaseException | None = None
+        try:
+            result = await Executor(self.middleware, job.record).execute(worker, ctx, fallback)
+        except FlowcraftError as exc:
+            cause, attempt = failure_of(exc, ctx.attempt)
+        else:
+            attempt = ctx.attempt
+            try:
+                ensure_encodable(output_key(node.id), result.output)
+            except ContextError as exc:
+                cause = ContextError(f"run {payload.run_id!r}, node {ctx.node_id!r}: "
+                                     f"output {exc}")
+        if cause is not None:
+            await self.record_failure(payload, job.spec, node, job.token, cause, attempt,
+                                      job.buffered.encoded_writes(), job.events)
+            return "failed"
+        request = CommitRequest(
+            node_index=node.index, iteration=payload.iteration, token=job.token,
+            node_id=node.id, writes=job.buffered.encoded_writes(),
+            events=self.stream(job.events), timestamp=timestamp(), item=index,
+            item_output=_encode(result.output), lease_ms=self.lease_ms)
+        outcome = await self.store.commit(payload.run_id, job.spec, request)
+        if not outcome.ok:
+            log.warning("run %s: commit of %s rejected (%s)", payload.run_id, payload.job_id,
+                        outcome.reason)
+            return f"rejected:{outcome.reason}"
+        await self.dispatch(payload.run_id, job.spec, outcome.jobs)
+        return outcome.gathered if outcome.gathered is not None else "committed"
+
+    async def _complete_batch(self, job: Job, outputs_json: bytes) -> str:
+        """All items finished: the batch node completes with the list of their outputs."""
+        payload = msgspec.structs.replace(job.payload, item=-1)
+        job.payload = payload
+        node = job.node
+        ctx = NodeContext(context=self._context(job, node.id), input=None, params=node.params,
+                          dependencies=self.dependencies, run_id=payload.run_id,
+                          node_id=node.id, blueprint_id=job.graph.id,
+                          iteration=payload.iteration)
+        result = await finish_batch(node, ctx, _decode(outputs_json), job)
+        return await self._complete(job, result)
+
+
+__all__ = ["CRASH_AFTER_COMMIT_ENV", "Job", "JobWorker", "VersionMismatch"]

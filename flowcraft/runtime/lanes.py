@@ -23,18 +23,18 @@ class Lanes:
     same at about a quarter of a short run's cost.)
     """
 
-    __slots__ = ("_group", "_host", "requested")
+    __slots__ = ("_host", "group", "requested")
 
     def __init__(self, host: asyncio.Task[Any]) -> None:
-        self._group: asyncio.TaskGroup | None = None
+        self.group: asyncio.TaskGroup | None = None  # until a lane is spawned
         self._host = host
         self.requested = False
 
     def spawn(self, lane: Coroutine[Any, Any, None],
               context: contextvars.Context | None = None) -> None:
-        group = self._group
+        group = self.group
         if group is None:
-            group = self._group = _entered(asyncio.TaskGroup())
+            group = self.group = _entered(asyncio.TaskGroup())
         group.create_task(lane, context=context)
 
     def cancel(self) -> None:
@@ -45,7 +45,7 @@ class Lanes:
     async def leave(self, exc: BaseException | None) -> None:
         """Wait for the spawned lanes, handling `exc` (raised in the host's lane) as leaving
         `async with group:` does (TaskGroup never swallows it: it may raise a group)."""
-        group = self._group
+        group = self.group
         if group is None:
             if exc is None:
                 return

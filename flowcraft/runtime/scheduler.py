@@ -183,7 +183,8 @@ class Run:
                 await lanes.leave(exc)
                 raise
             else:
-                await lanes.leave(None)
+                if lanes.group is not None:
+                    await lanes.leave(None)
             if lanes.requested:
                 # Our cancellation never arrived as an exception: the run cancelled itself
                 # from the host lane and did not wait again (it arrives here), or a node

@@ -24,6 +24,7 @@ from flowcraft.builtins.loop import CONTINUE
 from flowcraft.builtins.subflow import child_run_id, subflow_outcome
 from flowcraft.context import ensure_encodable, output_key
 from flowcraft.distributed.context import BufferedContext
+from flowcraft.distributed.jobtrace import CURRENT_JOB, outgoing_carrier, start_carrier
 from flowcraft.distributed.protocols import (
     CommitOutcome,
     CommitRequest,
@@ -174,7 +175,14 @@ class Control:
             if existing != graph.id:
                 raise FlowcraftError(f"run {run_id!r} already exists for blueprint "
                                      f"{existing!r}, not {graph.id!r}")
-        await self.dispatch(run_id, spec, outcome.jobs)
+        # tracing hook: middleware with `start_run` give the start jobs their trace context
+        started = start_carrier(getattr(self, "middleware", ()), run_id, graph.id)
+        token = CURRENT_JOB.set(started) if started is not None else None
+        try:
+            await self.dispatch(run_id, spec, outcome.jobs)
+        finally:
+            if token is not None:
+                CURRENT_JOB.reset(token)
         return run_id
 
     async def dispatch(self, run_id: str, spec: GraphSpec, refs: Sequence[JobRef]) -> None:
@@ -197,7 +205,8 @@ class Control:
     @staticmethod
     def payload_for(run_id: str, spec: GraphSpec, ref: JobRef) -> JobPayload:
         return JobPayload(run_id, spec.blueprint_id, spec.node_ids[ref.node_index],
-                          ref.iteration, 1, ref.epoch, spec.version, ref.item)
+                          ref.iteration, 1, ref.epoch, spec.version, ref.item,
+                          outgoing_carrier(ref.defer_until_ms))
 
     async def resume(self, run_id: str, node_id: str | None = None, output: Any = None,
                      action: str | None = None) -> None:

@@ -44,6 +44,7 @@ class JobPayload(msgspec.Struct, frozen=True, array_like=True):
     epoch: int = 0
     version: str | None = None
     item: int = -1
+    trace: dict[str, str] = msgspec.field(default_factory=dict)  # W3C context (jobtrace.py)
 
     @property
     def job_id(self) -> str:

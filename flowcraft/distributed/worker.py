@@ -26,6 +26,7 @@ from flowcraft.builtins.batch import concurrency_of, finish_batch, item_context
 from flowcraft.context import OUTPUTS_PREFIX, NodeScopedContext, ensure_encodable, output_key
 from flowcraft.distributed.context import BufferedContext
 from flowcraft.distributed.control import DEFAULT_STREAM_EVENTS, Control, Flows, timestamp
+from flowcraft.distributed.jobtrace import CURRENT_JOB, JobTrace
 from flowcraft.distributed.protocols import (
     CommitRequest,
     CoordinationStore,
@@ -160,7 +161,11 @@ class JobWorker(Control):
 
     async def handle(self, payload: JobPayload) -> str:
         """Run one node job. Returns what happened: "committed", "failed", or a refusal."""
-        outcome = await self._handle(payload)
+        token = CURRENT_JOB.set(self._job_trace(payload))  # tracing hook (jobtrace.py)
+        try:
+            outcome = await self._handle(payload)
+        finally:
+            CURRENT_JOB.reset(token)
         if self._job_events:
             event: Event
             if outcome == "failed":
@@ -176,6 +181,13 @@ class JobWorker(Control):
             if streamed := self.stream(events):
                 await self.store.log(payload.run_id, streamed)
         return outcome
+
+    def _job_trace(self, payload: JobPayload) -> JobTrace:
+        graph = self._graphs.get(payload.blueprint_id)
+        node = graph.by_id.get(payload.node_id) if graph is not None else None
+        return JobTrace(payload.trace, payload.job_id, getattr(self.queue, "queue_name", ""),
+                        getattr(self.queue, "system", "flowcraft"),
+                        tuple(e.source.id for e in node.in_edges) if node is not None else ())
 
     async def _handle(self, payload: JobPayload) -> str:
         graph = self.graph(payload.blueprint_id)

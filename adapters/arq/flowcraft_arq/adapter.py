@@ -101,6 +101,8 @@ def deserialize(data: bytes) -> dict[str, Any]:
 class ArqQueue:
     """JobQueue on arq: `enqueue_job` with the payload's deterministic job id."""
 
+    system = "arq"  # messaging.system of the spans a tracing middleware opens
+
     def __init__(self, redis: ArqRedis, queue_name: str = DEFAULT_QUEUE) -> None:
         self.redis = redis
         self.queue_name = queue_name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -46,7 +46,8 @@ class FlowcraftClient:
     def __init__(self, redis: Any, *, flows: Flows = (), queue_name: str = DEFAULT_QUEUE,
                  prefix: str = DEFAULT_PREFIX, result_ttl: float = 86_400.0,
                  registry: Mapping[str, Any] | None = None, event_bus: Any = None,
-                 stream_events: Iterable[str] = DEFAULT_STREAM_EVENTS) -> None:
+                 stream_events: Iterable[str] = DEFAULT_STREAM_EVENTS,
+                 middleware: Sequence[Any] = ()) -> None:
         if not isinstance(redis, ArqRedis):
             redis = ArqRedis(redis.connection_pool, job_serializer=serialize,
                              job_deserializer=deserialize, default_queue_name=queue_name)
@@ -56,7 +57,8 @@ class FlowcraftClient:
         self.prefix = prefix
         self.adapter = ArqAdapter(redis, flows, queue_name=queue_name, prefix=prefix,
                                   result_ttl=result_ttl, registry=registry,
-                                  event_bus=event_bus, stream_events=stream_events)
+                                  event_bus=event_bus, stream_events=stream_events,
+                                  middleware=middleware)
         self.store = self.adapter.redis_store
 
     @classmethod

@@ -90,6 +90,7 @@ class TracingMiddleware:
             "flowcraft.queue.wait_time", unit="s",
             description="Time a node job spent in the queue before a worker started it.")
         self._runs: dict[str, _RunTrace] = {}
+        self._job_spans: dict[tuple[str, str, int], Span] = {}  # open spans of worker jobs
         self._handlers: dict[str, Callable[[Any], None]] = {
             "workflow:start": self._on_start, "workflow:resume": self._on_start,
             "workflow:finish": self._on_end, "workflow:pause": self._on_end,
@@ -176,6 +177,8 @@ class TracingMiddleware:
                                       kind=SpanKind.CONSUMER, links=links, attributes=attributes)
         started = time.perf_counter()
         outcome = "error"
+        key = (ctx.run_id, node, ctx.iteration)
+        self._job_spans[key] = span  # for node:retry / node:fallback from the worker's bus
         try:
             with trace.use_span(span, record_exception=False, set_status_on_exception=False):
                 result = await call_next()
@@ -186,6 +189,7 @@ class TracingMiddleware:
             span.set_status(Status(StatusCode.ERROR, f"{type(cause).__name__}: {cause}"))
             raise
         finally:
+            self._job_spans.pop(key, None)
             if ctx.attempt != 1:  # the start attributes said 1
                 span.set_attribute("flowcraft.attempt", ctx.attempt)
             span.end()
@@ -324,7 +328,9 @@ class TracingMiddleware:
 
     def _live(self, event: Any) -> Span | None:
         run = self._runs.get(event.run_id)
-        return None if run is None else run.live.get((event.node_id, event.iteration))
+        if run is None:
+            return self._job_spans.get((event.run_id, event.node_id, event.iteration))
+        return run.live.get((event.node_id, event.iteration))
 
     def _on_batch_start(self, event: Any) -> None:
         run = self._runs.get(event.run_id)

@@ -147,3 +147,49 @@ async def test_distributed_fan_out_span_tree(traced: Traced, arq_worker: Any,
     assert [parent_of(w) for w in workers] == [sid(src)] * 4
     assert [link.context.span_id for link in gather.links] == [sid(w) for w in workers]
     assert parent_of(gather) == sid(workers[3])
+
+
+async def flaky(ctx: NodeContext) -> int:
+    if ctx.attempt < 3:
+        raise RuntimeError(f"try {ctx.attempt}")
+    return ctx.attempt
+
+
+async def test_distributed_retries_are_events_of_the_node_span(
+        traced: Traced, arq_worker: Any, flowcraft_client: Any) -> None:
+    flow = Flow("otel-retry").node("flaky", flaky, max_retries=3)
+    tracing = traced.tracing
+    async with arq_worker([flow], middleware=[tracing], event_bus=tracing), \
+            flowcraft_client([flow], middleware=[tracing]) as client:
+        result = await client.wait(await client.start(flow.id), timeout=30)
+    assert result.status == "completed"
+    span = traced.by_name()["node otel-retry.flaky"]
+    assert (span.attributes or {})["flowcraft.attempt"] == 3
+    assert [(e.name, dict(e.attributes or {})) for e in span.events] == [
+        ("flowcraft.node.retry", {"flowcraft.attempt": 2, "exception.message": "try 1"}),
+        ("flowcraft.node.retry", {"flowcraft.attempt": 3, "exception.message": "try 2"}),
+    ]
+
+
+async def test_distributed_subflow_trace_follows_the_child_run(
+        traced: Traced, arq_worker: Any, flowcraft_client: Any) -> None:
+    child = Flow("otel-child").node("inner", quick)
+    parent = (Flow("otel-parent").node("before", quick)
+              .subflow("sub", blueprint_id="otel-child").node("after", quick)
+              .edge("before", "sub").edge("sub", "after"))
+    tracing = traced.tracing
+    async with arq_worker([parent, child], middleware=[tracing]), \
+            flowcraft_client([parent, child], middleware=[tracing]) as client:
+        result = await client.wait(await client.start(parent.id), timeout=30)
+    assert result.status == "completed"
+    spans = traced.by_name()
+    assert sorted(spans) == ["node otel-child.inner", "node otel-parent.after",
+                             "node otel-parent.before", "start otel-child",
+                             "start otel-parent"]
+    before, inner = spans["node otel-parent.before"], spans["node otel-child.inner"]
+    assert parent_of(spans["node otel-parent.before"]) == sid(spans["start otel-parent"])
+    # the subflow node opens no span: the child run starts under what enqueued it
+    assert parent_of(spans["start otel-child"]) == sid(before)
+    assert parent_of(inner) == sid(spans["start otel-child"])
+    # the child's last node ended the child and completed the subflow node, enqueuing `after`
+    assert parent_of(spans["node otel-parent.after"]) == sid(inner)

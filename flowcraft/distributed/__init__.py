@@ -16,15 +16,18 @@ from flowcraft.distributed.protocols import (
     CommitRequest,
     CoordinationStore,
     FailRequest,
+    InstanceRef,
     JobPayload,
     JobQueue,
     JobRef,
     QueuedJob,
     ReconcileOutcome,
+    Refusal,
     Resolution,
+    RunReader,
     StartOutcome,
 )
-from flowcraft.distributed.worker import JobWorker, VersionMismatch
+from flowcraft.distributed.worker import JobOutcome, JobWorker, VersionMismatch
 from flowcraft.runtime.spec import GraphSpec, graph_spec
 
 __all__ = [
@@ -37,16 +40,20 @@ __all__ = [
     "Control",
     "CoordinationStore",
     "FailRequest",
+    "InstanceRef",
     "GraphSpec",
     "JobPayload",
     "JobQueue",
     "JobRef",
+    "JobOutcome",
     "JobWorker",
     "MemoryQueue",
     "MemoryStore",
     "QueuedJob",
     "ReconcileOutcome",
+    "Refusal",
     "Resolution",
+    "RunReader",
     "StartOutcome",
     "VersionMismatch",
     "graph_spec",

@@ -30,6 +30,7 @@ from flowcraft.distributed.protocols import (
     CommitRequest,
     CoordinationStore,
     FailRequest,
+    InstanceRef,
     JobPayload,
     JobQueue,
     JobRef,
@@ -231,13 +232,14 @@ class Control:
         graph = self.graph(blueprint_id)
         spec = graph_spec(graph)
         node = graph.nodes[node_index]
+        ref = InstanceRef(run_id, node_index, iteration)
         resumed = WorkflowResume(run_id=run_id, blueprint_id=graph.id, node_id=node.id)
         if node.kind == SUBFLOW:
             # resuming a subflow node resumes its child run (whose single awaiting node gets
             # the output); the child's end completes the node
-            parked = await self.store.resume(run_id, spec, CommitRequest(
-                node_index=node_index, iteration=iteration, token="", node_id=node.id,
-                events=self.stream([resumed]), timestamp=timestamp(), park=True))
+            parked = await self.store.resume(ref, spec, CommitRequest(
+                node_id=node.id, events=self.stream([resumed]), timestamp=timestamp(),
+                park=True))
             if not parked.ok:
                 raise ResumeError(f"run {run_id!r}: cannot resume node {node.id!r} "
                                   f"({parked.reason})")
@@ -246,10 +248,9 @@ class Control:
         ensure_encodable(output_key(node.id), output)
         events: list[Event] = []
         await self.recorder(events)(resumed)
-        request = await self.completion(run_id, graph, node, iteration, "",
-                                        NodeResult(output, action),
+        request = await self.completion(ref, graph, node, "", NodeResult(output, action),
                                         BufferedContext(self.store, run_id), events)
-        outcome = await self.store.resume(run_id, spec, request)
+        outcome = await self.store.resume(ref, spec, request)
         if not outcome.ok:
             raise ResumeError(f"run {run_id!r}: cannot resume node {node.id!r} "
                               f"({outcome.reason})")
@@ -295,8 +296,8 @@ class Control:
             return False
         graph = self.graph(blueprint_id)
         done = False
-        for node_index, iteration in parked:
-            child_id = child_run_id(run_id, graph.nodes[node_index].id, iteration)
+        for ref in parked:
+            child_id = child_run_id(run_id, graph.nodes[ref.node].id, ref.iteration)
             if await self.store.result(child_id) is not None:
                 await self.notify_parent(child_id)
                 done = True
@@ -311,52 +312,48 @@ class Control:
 
     async def notify_parent(self, child_id: str) -> None:
         """A child run ended or paused: complete (or fail, or pause) its subflow node."""
-        link = await self.store.parent_of(child_id)
-        if link is None:
+        ref = await self.store.parent_of(child_id)
+        if ref is None:
             return
         child = await self.store.result(child_id)
         if child is None:
             return
-        parent_run, node_index, iteration = link
-        blueprint_id = await self.store.blueprint_of(parent_run)
+        blueprint_id = await self.store.blueprint_of(ref.run_id)
         if blueprint_id is None:
             return
         graph = self.graph(blueprint_id)
         spec = graph_spec(graph)
-        node = graph.nodes[node_index]
+        node = graph.nodes[ref.node]
         token = uuid.uuid4().hex[:16]
-        if not await self.store.adopt(parent_run, node_index, iteration, token, self.lease_ms):
+        if not (await self.store.claim(ref, token, self.lease_ms, adopt=True)).ok:
             return
-        payload = JobPayload(parent_run, graph.id, node.id, iteration, 1, 0, spec.version)
-        buffered = BufferedContext(self.store, parent_run)
+        buffered = BufferedContext(self.store, ref.run_id)
         ctx = NodeContext(context=buffered, input=None, params=node.params, dependencies={},
-                          run_id=parent_run, node_id=node.id, blueprint_id=graph.id,
-                          iteration=iteration)
+                          run_id=ref.run_id, node_id=node.id, blueprint_id=graph.id,
+                          iteration=ref.iteration)
         try:
             result = await subflow_outcome(node, ctx, child)
         except FlowcraftError as exc:
-            await self.record_failure(payload, spec, node, token, exc, 1, [], [])
+            await self.record_failure(ref, spec, node, token, exc, 1, [], [])
             return
         events: list[Event] = []
         if type(result.output) is Suspended:
-            await self.commit(payload, spec, node, CommitRequest(
-                node_index=node_index, iteration=iteration, token=token, node_id=node.id,
-                writes=buffered.encoded_writes(), timestamp=timestamp(),
-                await_details=_encode(result.output)))
+            await self.commit(ref, spec, node, CommitRequest(
+                token=token, node_id=node.id, writes=buffered.encoded_writes(),
+                timestamp=timestamp(), await_details=_encode(result.output)))
             return
-        request = await self.completion(parent_run, graph, node, iteration, token, result,
-                                        buffered, events)
-        await self.commit(payload, spec, node, request)
+        request = await self.completion(ref, graph, node, token, result, buffered, events)
+        await self.commit(ref, spec, node, request)
 
-    async def completion(self, run_id: str, graph: Graph, node: CompiledNode, iteration: int,
-                         token: str, result: NodeResult, buffered: BufferedContext,
-                         events: list[Event], defer_ms: int = 0) -> CommitRequest:
+    async def completion(self, ref: InstanceRef, graph: Graph, node: CompiledNode, token: str,
+                         result: NodeResult, buffered: BufferedContext, events: list[Event],
+                         defer_ms: int = 0) -> CommitRequest:
         """The commit of a finished instance: its writes, its output (under the fallback's id
         when a fallback node stood in), and the routing decisions of its edges."""
         record = self.recorder(events)
         output_json = _encode(result.output)
-        await record(NodeFinish(run_id=run_id, blueprint_id=graph.id, node_id=node.id,
-                                iteration=iteration, output=result.output,
+        await record(NodeFinish(run_id=ref.run_id, blueprint_id=graph.id, node_id=node.id,
+                                iteration=ref.iteration, output=result.output,
                                 action=result.action))
         writes = buffered.encoded_writes()
         recorded = {node.id: result.output}
@@ -367,12 +364,11 @@ class Control:
             writes += [(output_key(key), raw), (key, raw)]
             buffered.writes[output_key(key)] = value
             buffered.writes[key] = value
-        resolutions = await self.route(graph, node, buffered, result, output_json, run_id,
+        resolutions = await self.route(graph, node, buffered, result, output_json, ref.run_id,
                                        record)
         return CommitRequest(
-            node_index=node.index, iteration=iteration, token=token, node_id=node.id,
-            writes=writes, resolutions=resolutions, events=self.stream(events),
-            timestamp=timestamp(), defer_ms=defer_ms,
+            token=token, node_id=node.id, writes=writes, resolutions=resolutions,
+            events=self.stream(events), timestamp=timestamp(), defer_ms=defer_ms,
             skip_events=self._skip_events and bool(resolutions))
 
     async def route(self, graph: Graph, node: CompiledNode, buffered: BufferedContext,
@@ -424,44 +420,42 @@ class Control:
             await buffered.prefetch(names)
         return buffered.view(names)
 
-    async def commit(self, payload: JobPayload, spec: GraphSpec, node: CompiledNode,
+    async def commit(self, ref: InstanceRef, spec: GraphSpec, node: CompiledNode,
                      request: CommitRequest) -> CommitOutcome:
-        outcome = await self.store.commit(payload.run_id, spec, request)
+        outcome = await self.store.commit(ref, spec, request)
         if not outcome.ok:
-            log.warning("run %s: commit of node %s#%d rejected (%s)", payload.run_id, node.id,
-                        payload.iteration, outcome.reason)
-            await self.dispatch(payload.run_id, spec, outcome.jobs)
+            log.warning("run %s: commit of node %s#%d rejected (%s)", ref.run_id, node.id,
+                        ref.iteration, outcome.reason)
+            await self.dispatch(ref.run_id, spec, outcome.jobs)
             return outcome
         self.after_commit(node)
-        await self.dispatch(payload.run_id, spec, outcome.jobs)
-        await self.ended(payload.run_id, outcome)
+        await self.dispatch(ref.run_id, spec, outcome.jobs)
+        await self.ended(ref.run_id, outcome)
         return outcome
 
     def after_commit(self, node: CompiledNode) -> None:
         """Called between a commit and the dispatch of its successors (a test hook)."""
 
-    async def record_failure(self, payload: JobPayload, spec: GraphSpec, node: CompiledNode,
+    async def record_failure(self, ref: InstanceRef, spec: GraphSpec, node: CompiledNode,
                              token: str, cause: BaseException, attempt: int,
                              writes: list[tuple[str, bytes | None]],
                              events: list[Event]) -> CommitOutcome:
         """The node failed for good: the run fails, its successors get pills."""
         error = WorkflowError(node_id=node.id, message=str(cause) or type(cause).__name__,
                               type=type(cause).__name__, attempt=attempt, timestamp=utc_now())
-        log.info("run %s: node %s failed: %s", payload.run_id, node.id, error.message)
+        log.info("run %s: node %s failed: %s", ref.run_id, node.id, error.message)
         await self.recorder(events)(NodeErrorEvent(
-            run_id=payload.run_id, blueprint_id=spec.blueprint_id, node_id=node.id,
-            iteration=payload.iteration, error=error))
+            run_id=ref.run_id, blueprint_id=spec.blueprint_id, node_id=node.id,
+            iteration=ref.iteration, error=error))
         pills = [(e.target.index, "cancel" if e.target.join_any else "poison")
                  for e in node.out_edges]
-        request = FailRequest(node_index=node.index, iteration=payload.iteration, token=token,
-                              error=_encode(error), writes=writes, pills=pills,
-                              events=self.stream(events), timestamp=timestamp(),
-                              item=payload.item)
-        outcome = await self.store.fail(payload.run_id, spec, request)
+        request = FailRequest(token=token, error=_encode(error), writes=writes, pills=pills,
+                              events=self.stream(events), timestamp=timestamp())
+        outcome = await self.store.fail(ref, spec, request)
         if not outcome.ok:
-            log.warning("run %s: failure of node %s rejected (%s)", payload.run_id, node.id,
+            log.warning("run %s: failure of node %s rejected (%s)", ref.run_id, node.id,
                         outcome.reason)
-        await self.ended(payload.run_id, outcome)
+        await self.ended(ref.run_id, outcome)
         return outcome
 
     def recorder(self, events: list[Event]) -> Record:

@@ -19,77 +19,31 @@ from typing import cast
 
 import msgspec
 
+from flowcraft.distributed.memory_run import Record, StoredRun, now_ms
 from flowcraft.distributed.protocols import (
     ClaimOutcome,
     CommitOutcome,
     CommitRequest,
     FailRequest,
+    InstanceRef,
     JobRef,
     ReconcileOutcome,
-    Resolution,
+    Refusal,
     StartOutcome,
     inst_key,
 )
-from flowcraft.events import NodeSkipped, WorkflowFinish, WorkflowPause, encode_event
+from flowcraft.events import WorkflowFinish, WorkflowPause, encode_event
 from flowcraft.result import RunStatus, WorkflowError, WorkflowResult, result_of, utc_now
-from flowcraft.runtime.book import Book
 from flowcraft.runtime.spec import GraphSpec
 
 _json = msgspec.json.encode
-
-
-def merge_json(parts: list[tuple[str, bytes]]) -> bytes:
-    """A join's input as JSON, from its predecessors' JSON values (no decoding)."""
-    return b"{" + b",".join(_json(source) + b":" + value for source, value in parts) + b"}"
-
-
-class _Inst:
-    """One instance record: state F (fired), B (a batch whose items run), G (a batch whose
-    items all finished: `input` holds their outputs), H (a batch item held back by the
-    batch's concurrency), S (a subflow node waiting for its child run), D (done), X (failed),
-    C (dropped)."""
-
-    __slots__ = ("epoch", "fired", "input", "state")
-
-    def __init__(self, state: str, epoch: int, input: bytes) -> None:
-        self.state = state
-        self.epoch = epoch
-        self.input = input
-        self.fired = _now_ms()  # when it was last handed to the queue (reconcile waits)
-
-
-class _RunState:
-    def __init__(self, run_id: str, meta: Mapping[str, str], spec: GraphSpec) -> None:
-        self.run_id = run_id
-        self.meta: dict[str, str] = dict(meta)
-        self.meta.setdefault("status", "running")
-        self.spec = spec
-        self.book: Book[bytes] = Book(spec, merge_json)
-        self.live = 0
-        self.ctx: dict[str, bytes] = {}
-        self.inst: dict[str, _Inst] = {}
-        self.leases: dict[str, tuple[str, float]] = {}
-        self.pills: dict[str, str] = {}
-        self.outbox: dict[str, JobRef] = {}
-        self.awaiting: dict[str, str] = {}
-        self.errors: list[bytes] = []
-        self.events: list[bytes] = []
-        self.result: WorkflowResult | None = None
-        self.updated = time.monotonic()
-        self.completions: dict[str, int] = {}
-        self.batches: dict[str, list[bytes | None]] = {}
-        self.held: dict[str, list[int]] = {}  # batch items not released yet (concurrency)
-
-
-def _now_ms() -> float:
-    return time.monotonic() * 1000.0
 
 
 class MemoryStore:
     """The reference CoordinationStore, kept in this process's memory."""
 
     def __init__(self) -> None:
-        self.runs: dict[str, _RunState] = {}
+        self.runs: dict[str, StoredRun] = {}
         self.blueprint_fallback: dict[str, str] = {}
         self._waiters: dict[str, asyncio.Event] = {}
 
@@ -113,13 +67,10 @@ class MemoryStore:
         run = self.runs.get(run_id)
         return {} if run is None else dict(run.ctx)
 
-    async def loop_count(self, run_id: str, node_index: int, iteration: int) -> int:
-        """How many times loop controller `node_index` continued for the loop entry of
-        `iteration`."""
-        run = self.runs.get(run_id)
-        if run is None:
-            return 0
-        return run.book.loop_count(node_index, iteration)
+    async def loop_count(self, ref: InstanceRef) -> int:
+        """How many times the loop of controller `ref.node` continued since it was entered."""
+        run = self.runs.get(ref.run_id)
+        return 0 if run is None else run.book.loop_count(ref.node, ref.iteration)
 
     async def events(self, run_id: str) -> list[bytes]:
         run = self.runs.get(run_id)
@@ -147,113 +98,118 @@ class MemoryStore:
         run = self.runs.get(run_id)
         if run is not None:
             return StartOutcome(False, list(run.outbox.values()), run.meta["status"])
-        run = self.runs[run_id] = _RunState(run_id, meta, spec)
+        run = self.runs[run_id] = StoredRun(run_id, meta, spec)
         self.blueprint_fallback[run_id] = spec.blueprint_id
         run.ctx.update(context)
         run.events.extend(events)
         fired: list[JobRef] = []
         for ready in run.book.start(b"null"):
-            self._fire(run, ready.node, ready.iteration, ready.input, fired, 0)
+            run.fire(ready.node, ready.iteration, ready.input, fired, 0)
         run.live += len(fired)
         if not fired:
             self._finish(run, "completed", "")
         return StartOutcome(True, fired, run.meta["status"])
 
-    async def claim(self, run_id: str, spec: GraphSpec, node_index: int, iteration: int,
-                    token: str, lease_ms: int, item: int = -1) -> ClaimOutcome:
-        run = self.runs.get(run_id)
+    async def claim(self, ref: InstanceRef, token: str, lease_ms: int, *,
+                    adopt: bool = False) -> ClaimOutcome:
+        run = self.runs.get(ref.run_id)
         if run is None:
-            return ClaimOutcome(False, "unknown")
+            return ClaimOutcome(False, Refusal.UNKNOWN)
         status = run.meta["status"]
         if status != "running":
-            return ClaimOutcome(False, "not_running", status=status)
-        key = inst_key(node_index, iteration, item)
+            return ClaimOutcome(False, Refusal.NOT_RUNNING, status=status)
+        key = ref.key
         rec = run.inst.get(key)
         if rec is None:
-            return ClaimOutcome(False, "not_fired", status=status)
-        if rec.state == "B":
-            return ClaimOutcome(False, "scattered", status=status)
-        if rec.state == "S":
-            return ClaimOutcome(False, "parked", status=status)
-        if rec.state not in ("F", "G"):
-            return ClaimOutcome(False, "done", status=status, jobs=list(run.outbox.values()))
-        now = _now_ms()
+            return ClaimOutcome(False, Refusal.NOT_FIRED, status=status)
+        if adopt:  # a parked subflow instance, taken back to be completed
+            if rec.state != "S":
+                return ClaimOutcome(False, Refusal.NOT_FIRED, status=status)
+            rec.state, rec.fired = "F", now_ms()
+        elif rec.state == "B":
+            return ClaimOutcome(False, Refusal.SCATTERED, status=status)
+        elif rec.state == "S":
+            return ClaimOutcome(False, Refusal.PARKED, status=status)
+        elif rec.state not in ("F", "G"):
+            return ClaimOutcome(False, Refusal.DONE, status=status,
+                                jobs=list(run.outbox.values()))
+        now = now_ms()
         lease = run.leases.get(key)
         if lease is not None and lease[1] > now and lease[0] != token:
-            return ClaimOutcome(False, "leased", status=status)
+            return ClaimOutcome(False, Refusal.LEASED, status=status)
         run.leases[key] = (token, now + lease_ms)
         return ClaimOutcome(True, input=rec.input, status=status, gathered=rec.state == "G")
 
-    async def renew(self, run_id: str, node_index: int, iteration: int, token: str,
-                    lease_ms: int, item: int = -1) -> str | None:
-        run = self.runs.get(run_id)
+    async def renew(self, ref: InstanceRef, token: str, lease_ms: int) -> str | None:
+        run = self.runs.get(ref.run_id)
         if run is None:
             return None
-        key = inst_key(node_index, iteration, item)
+        key = ref.key
         lease = run.leases.get(key)
         if lease is None or lease[0] != token:
             return None
-        run.leases[key] = (token, _now_ms() + lease_ms)
+        run.leases[key] = (token, now_ms() + lease_ms)
         return run.meta["status"]
 
-    async def commit(self, run_id: str, spec: GraphSpec, request: CommitRequest) -> CommitOutcome:
-        key = inst_key(request.node_index, request.iteration, request.item)
-        held = self._end_lease(run_id, key, request.token, outbox_on_done=True)
+    async def commit(self, ref: InstanceRef, spec: GraphSpec,
+                     request: CommitRequest) -> CommitOutcome:
+        key = ref.key
+        held = self._end_lease(ref.run_id, key, request.token, outbox_on_done=True)
         if isinstance(held, CommitOutcome):
             return held
         run = held
-        self._apply_writes(run, request.writes)
+        run.apply_writes(request.writes)
         run.events.extend(request.events)
         run.completions[key] = run.completions.get(key, 0) + 1
         run.inst[key].state = "D"
-        if request.item >= 0:
-            return self._gather(run, request)
+        if ref.item >= 0:
+            return self._gather(run, ref, request)
         fired: list[JobRef] = []
         if request.await_details is not None:
             run.awaiting[key] = request.node_id
         elif run.meta["status"] == "running":
-            self._route(run, request.node_index, request.iteration, request.resolutions, fired,
-                        request.defer_ms, request.timestamp if request.skip_events else None)
+            run.route(ref, request.resolutions, fired, request.defer_ms,
+                        request.timestamp if request.skip_events else None)
         run.live += len(fired) - 1
         run.updated = time.monotonic()
         finished = self._maybe_finish(run, spec, request.timestamp)
         return CommitOutcome(True, jobs=fired, status=run.meta["status"], finished=finished)
 
-    async def fail(self, run_id: str, spec: GraphSpec, request: FailRequest) -> CommitOutcome:
-        key = inst_key(request.node_index, request.iteration, request.item)
-        held = self._end_lease(run_id, key, request.token)
+    async def fail(self, ref: InstanceRef, spec: GraphSpec,
+                   request: FailRequest) -> CommitOutcome:
+        key = ref.key
+        held = self._end_lease(ref.run_id, key, request.token)
         if isinstance(held, CommitOutcome):
             return held
         run = held
-        self._apply_writes(run, request.writes)
+        run.apply_writes(request.writes)
         run.events.extend(request.events)
         run.completions[key] = run.completions.get(key, 0) + 1
         run.inst[key].state = "X"
-        if request.item >= 0:
-            batch = run.inst.get(inst_key(request.node_index, request.iteration))
+        if ref.item >= 0:
+            batch = run.inst.get(ref.batch.key)
             if batch is not None and batch.state == "B":
                 batch.state = "X"
                 run.live -= 1
         run.live -= 1
         run.errors.append(request.error)
         for target, pill in request.pills:
-            run.pills[inst_key(target, request.iteration)] = pill
+            run.pills[inst_key(target, ref.iteration)] = pill
         if run.meta["status"] == "running":
             run.meta["status"] = "failed"
-            self._drop_unleased(run)
+            run.drop_unleased()
         run.updated = time.monotonic()
         finished = self._maybe_finish(run, spec, request.timestamp)
         return CommitOutcome(True, status=run.meta["status"], finished=finished)
 
-    async def release(self, run_id: str, node_index: int, iteration: int,
-                      token: str, item: int = -1) -> CommitOutcome:
+    async def release(self, ref: InstanceRef, token: str) -> CommitOutcome:
         """Give up a claimed instance without completing it.
 
         While the run is running the instance stays fired (another delivery may run it);
         once the run is failed or cancelled it is dropped, which may finish the run.
         """
-        key = inst_key(node_index, iteration, item)
-        held = self._end_lease(run_id, key, token)
+        key = ref.key
+        held = self._end_lease(ref.run_id, key, token)
         if isinstance(held, CommitOutcome):
             return held
         run = held
@@ -274,17 +230,18 @@ class MemoryStore:
             return None
         return run.meta.get("blueprint_id") or self.blueprint_fallback.get(run_id)
 
-    async def resume(self, run_id: str, spec: GraphSpec, request: CommitRequest) -> CommitOutcome:
+    async def resume(self, ref: InstanceRef, spec: GraphSpec,
+                     request: CommitRequest) -> CommitOutcome:
         """Complete an awaiting instance like a commit of it (no lease: it is not running)."""
-        run = self.runs.get(run_id)
+        run = self.runs.get(ref.run_id)
         if run is None:
-            return CommitOutcome(False, "unknown")
+            return CommitOutcome(False, Refusal.UNKNOWN)
         status = run.meta["status"]
         if status not in ("running", "awaiting"):
-            return CommitOutcome(False, "not_running", status=status)
-        key = inst_key(request.node_index, request.iteration)
+            return CommitOutcome(False, Refusal.NOT_RUNNING, status=status)
+        key = ref.key
         if run.awaiting.pop(key, None) is None:
-            return CommitOutcome(False, "not_awaiting", status=status)
+            return CommitOutcome(False, Refusal.NOT_AWAITING, status=status)
         if status == "awaiting":
             run.meta["status"] = "running"
             run.result = None
@@ -292,105 +249,74 @@ class MemoryStore:
             run.inst[key].state = "S"
             run.live += 1
             return CommitOutcome(True, status=run.meta["status"])
-        self._apply_writes(run, request.writes)
+        run.apply_writes(request.writes)
         run.events.extend(request.events)
         fired: list[JobRef] = []
-        self._route(run, request.node_index, request.iteration, request.resolutions, fired, 0,
+        run.route(ref, request.resolutions, fired, 0,
                     request.timestamp if request.skip_events else None)
         run.live += len(fired)
         run.updated = time.monotonic()
         finished = self._maybe_finish(run, spec, request.timestamp)
         return CommitOutcome(True, jobs=fired, status=run.meta["status"], finished=finished)
 
-    async def scatter(self, run_id: str, spec: GraphSpec, node_index: int, iteration: int,
-                      token: str, items: Sequence[bytes], events: Sequence[bytes] = (),
-                      concurrency: int = 0) -> CommitOutcome:
-        """A batch instance hands its items out as jobs, at most `concurrency` at a time (0:
-        all): it stays live (state B) until the last item's commit gathers the outputs (state
-        G), then completes like any node."""
-        key = inst_key(node_index, iteration)
-        held = self._end_lease(run_id, key, token)
+    async def hand_off(self, ref: InstanceRef, token: str, items: Sequence[bytes] | None = None,
+                       events: Sequence[bytes] = (), concurrency: int = 0) -> CommitOutcome:
+        """A batch hands its items out as jobs, at most `concurrency` at a time (0: all): it
+        stays live (state B) until the last item's commit gathers the outputs (state G), then
+        completes like any node. A subflow node (items None) parks (state S), unleased, until
+        a claim with `adopt` takes it back to complete it."""
+        key = ref.key
+        held = self._end_lease(ref.run_id, key, token)
         if isinstance(held, CommitOutcome):
             return held
         run = held
         run.events.extend(events)
+        if items is None:
+            run.inst[key].state = "S"
+            return CommitOutcome(True, status=run.meta["status"])
         run.inst[key].state = "B"
         run.batches[key] = [None] * len(items)
         for index, raw in enumerate(items):
-            run.inst[inst_key(node_index, iteration, index)] = _Inst("H", 0, raw)
+            run.inst[inst_key(ref.node, ref.iteration, index)] = Record("H", 0, raw)
         first = len(items) if concurrency <= 0 else min(concurrency, len(items))
         run.held[key] = list(range(len(items) - 1, first - 1, -1))
-        fired = [self._release_item(run, node_index, iteration, index) for index in range(first)]
+        fired = [run.release_item(ref, index) for index in range(first)]
         run.live += len(items)
         return CommitOutcome(True, jobs=fired, status=run.meta["status"])
 
-    @staticmethod
-    def _release_item(run: _RunState, node_index: int, iteration: int, index: int) -> JobRef:
-        item = run.inst[inst_key(node_index, iteration, index)]
-        item.state, item.fired = "F", _now_ms()
-        ref = JobRef(node_index, iteration, 0, 0, index)
-        run.outbox[ref.key] = ref
-        return ref
-
-    async def park(self, run_id: str, node_index: int, iteration: int,
-                   token: str) -> CommitOutcome:
-        """A subflow node hands over to its child run: the instance stays live, unleased,
-        until `adopt` takes it back to complete it."""
-        key = inst_key(node_index, iteration)
-        held = self._end_lease(run_id, key, token)
-        if isinstance(held, CommitOutcome):
-            return held
-        run = held
-        run.inst[key].state = "S"
-        return CommitOutcome(True, status=run.meta["status"])
-
-    async def adopt(self, run_id: str, node_index: int, iteration: int, token: str,
-                    lease_ms: int) -> bool:
-        """Take a parked subflow instance back (leased) to complete it; False unless parked
-        and the run is running."""
-        run = self.runs.get(run_id)
-        if run is None or run.meta["status"] != "running":
-            return False
-        rec = run.inst.get(inst_key(node_index, iteration))
-        if rec is None or rec.state != "S":
-            return False
-        rec.state, rec.fired = "F", _now_ms()
-        run.leases[inst_key(node_index, iteration)] = (token, _now_ms() + lease_ms)
-        return True
-
-    async def parent_of(self, run_id: str) -> tuple[str, int, int] | None:
+    async def parent_of(self, run_id: str) -> InstanceRef | None:
         run = self.runs.get(run_id)
         if run is None or "parent_run" not in run.meta:
             return None
-        return (run.meta["parent_run"], int(run.meta["parent_node"]),
-                int(run.meta["parent_it"]))
+        return InstanceRef(run.meta["parent_run"], int(run.meta["parent_node"]),
+                           int(run.meta["parent_it"]))
 
-    async def parked(self, run_id: str) -> list[tuple[int, int]]:
-        """(node index, iteration) of the subflow instances waiting for their child run."""
+    async def parked(self, run_id: str) -> list[InstanceRef]:
+        """The subflow instances waiting for their child run."""
         run = self.runs.get(run_id)
         if run is None:
             return []
-        return [(int(k.split("#")[0]), int(k.split("#")[1])) for k, rec in run.inst.items()
-                if rec.state == "S"]
+        return [InstanceRef(run_id, *(int(part) for part in key.split("#")))
+                for key, rec in run.inst.items() if rec.state == "S"]
 
-    def _gather(self, run: _RunState, request: CommitRequest) -> CommitOutcome:
-        key = inst_key(request.node_index, request.iteration)
+    def _gather(self, run: StoredRun, ref: InstanceRef, request: CommitRequest) -> CommitOutcome:
+        key = ref.batch.key
         outputs = run.batches[key]
-        outputs[request.item] = request.item_output
+        outputs[ref.item] = request.item_output
         run.live -= 1
         batch = run.inst[key]
         waiting = run.held.get(key)
         if waiting and run.meta["status"] == "running":
-            ref = self._release_item(run, request.node_index, request.iteration, waiting.pop())
-            return CommitOutcome(True, jobs=[ref], status=run.meta["status"])
+            job = run.release_item(ref, waiting.pop())
+            return CommitOutcome(True, jobs=[job], status=run.meta["status"])
         if run.meta["status"] != "running" or batch.state != "B" or any(
                 o is None for o in outputs):
             finished = self._maybe_finish(run, None, request.timestamp)
             return CommitOutcome(True, status=run.meta["status"], finished=finished)
         gathered = b"[" + b",".join(o or b"null" for o in outputs) + b"]"
-        batch.state, batch.fired = "G", _now_ms()
+        batch.state, batch.fired = "G", now_ms()
         batch.input = gathered
-        run.leases[key] = (request.token, _now_ms() + request.lease_ms)
+        run.leases[key] = (request.token, now_ms() + request.lease_ms)
         return CommitOutcome(True, status=run.meta["status"], gathered=gathered)
 
     async def ack(self, run_id: str, jobs: Sequence[JobRef],
@@ -410,14 +336,14 @@ class MemoryStore:
     async def cancel(self, run_id: str, timestamp: str) -> CommitOutcome:
         run = self.runs.get(run_id)
         if run is None:
-            return CommitOutcome(False, "unknown")
+            return CommitOutcome(False, Refusal.UNKNOWN)
         status = run.meta["status"]
         if status not in ("running", "awaiting"):
-            return CommitOutcome(False, "not_running", status=status)
+            return CommitOutcome(False, Refusal.NOT_RUNNING, status=status)
         run.meta["status"] = "cancelled"
         run.awaiting.clear()
         run.result = None
-        self._drop_unleased(run)
+        run.drop_unleased()
         finished = self._maybe_finish(run, None, timestamp)
         return CommitOutcome(True, status="cancelled", finished=finished)
 
@@ -438,11 +364,11 @@ class MemoryStore:
         if status not in ("running", "awaiting"):
             if run.live <= 0:  # already finished
                 return ReconcileOutcome(status=status, blueprint_id=blueprint_id)
-            self._drop_unleased(run)
+            run.drop_unleased()
             finished = self._maybe_finish(run, None, timestamp)
             return ReconcileOutcome(status=run.meta["status"], blueprint_id=blueprint_id,
                                     finished=finished)
-        now = _now_ms()
+        now = now_ms()
         refired = 0
         for key, rec in run.inst.items():
             if rec.state not in ("F", "G"):
@@ -467,55 +393,20 @@ class MemoryStore:
     # -- internals --------------------------------------------------------------------------
 
     def _end_lease(self, run_id: str, key: str, token: str, *,
-                   outbox_on_done: bool = False) -> _RunState | CommitOutcome:
+                   outbox_on_done: bool = False) -> StoredRun | CommitOutcome:
         """The run, with the lease `token` held on `key` ended; or why that was refused
         (with the outbox to re-drive when the instance is already done, if asked)."""
         run = self.runs.get(run_id)
         if run is None:
-            return CommitOutcome(False, "unknown")
-        reason = self._check_lease(run, key, token)
-        if reason:
-            jobs = list(run.outbox.values()) if outbox_on_done and reason == "done" else []
+            return CommitOutcome(False, Refusal.UNKNOWN)
+        reason = run.check_lease(key, token)
+        if reason is not None:
+            jobs = list(run.outbox.values()) if outbox_on_done and reason == Refusal.DONE else []
             return CommitOutcome(False, reason, jobs, status=run.meta["status"])
         del run.leases[key]
         return run
 
-    @staticmethod
-    def _check_lease(run: _RunState, key: str, token: str) -> str:
-        rec = run.inst.get(key)
-        if rec is None:
-            return "not_fired"
-        if rec.state not in ("F", "G"):
-            return "done"
-        lease = run.leases.get(key)
-        if lease is None or lease[0] != token:
-            return "stale"
-        return ""
-
-    @staticmethod
-    def _apply_writes(run: _RunState, writes: Sequence[tuple[str, bytes | None]]) -> None:
-        for k, v in writes:
-            if v is None:
-                run.ctx.pop(k, None)
-            else:
-                run.ctx[k] = v
-
-    @staticmethod
-    def _drop_unleased(run: _RunState) -> None:
-        now = _now_ms()
-        for key, rec in run.inst.items():
-            if rec.state not in ("F", "G", "B", "S", "H"):
-                continue
-            lease = run.leases.get(key)
-            if rec.state in ("F", "G") and lease is not None and lease[1] > now:
-                continue
-            rec.state = "C"
-            run.leases.pop(key, None)
-            run.live -= 1
-        run.outbox.clear()
-        run.awaiting.clear()
-
-    def _maybe_finish(self, run: _RunState, spec: GraphSpec | None, timestamp: str) -> bool:
+    def _maybe_finish(self, run: StoredRun, spec: GraphSpec | None, timestamp: str) -> bool:
         if run.live > 0:
             return False
         status = run.meta["status"]
@@ -537,7 +428,7 @@ class MemoryStore:
         self._finish(run, status, timestamp)
         return True
 
-    def _finish(self, run: _RunState, status: str, timestamp: str) -> None:
+    def _finish(self, run: StoredRun, status: str, timestamp: str) -> None:
         run.meta["status"] = status
         blueprint_id = run.meta.get("blueprint_id", "")
         run.result = result_of(run.run_id, status, blueprint_id, run.ctx, run.errors, [])
@@ -547,30 +438,6 @@ class MemoryStore:
                 status=cast(RunStatus, status),
                 errors=[msgspec.json.decode(e, type=WorkflowError) for e in run.errors])))
         self._notify(run.run_id)
-
-    @staticmethod
-    def _fire(run: _RunState, node_index: int, iteration: int, value: bytes,
-              fired: list[JobRef], defer_ms: int) -> None:
-        run.inst[inst_key(node_index, iteration)] = _Inst("F", 0, value)
-        defer = int(time.time() * 1000) + defer_ms if defer_ms > 0 else 0
-        ref = JobRef(node_index, iteration, 0, defer)
-        run.outbox[ref.key] = ref
-        fired.append(ref)
-
-    def _route(self, run: _RunState, node_index: int, iteration: int,
-               resolutions: Sequence[Resolution], fired: list[JobRef], defer_ms: int,
-               skip_ts: str | None = None) -> None:
-        routed = run.book.route(node_index, iteration,
-                                [(r.edge, r.taken, r.value) for r in resolutions])
-        for ready in routed.fired:
-            self._fire(run, ready.node, ready.iteration, ready.input, fired, defer_ms)
-        if skip_ts is not None:
-            blueprint_id = run.spec.blueprint_id
-            for node, it in routed.skipped:
-                run.events.append(encode_event(NodeSkipped(
-                    run_id=run.run_id, blueprint_id=blueprint_id, timestamp=_when(skip_ts),
-                    node_id=run.spec.nodes[node].id, iteration=it)))
-
 
 def _when(timestamp: str) -> datetime:
     return datetime.fromisoformat(timestamp)

@@ -17,6 +17,7 @@ in Python by the worker and passed to `commit` as data (`Resolution`s).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
@@ -26,6 +27,39 @@ from flowcraft.runtime.spec import GraphSpec
 
 RunState = Literal["running", "awaiting", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+
+class InstanceRef(msgspec.Struct, frozen=True, array_like=True):
+    """One node instance of one run, as every store transition names it: the node's index in
+    the graph, the iteration, and for an item of a batch instance its index (-1: none)."""
+
+    run_id: str
+    node: int
+    iteration: int = 0
+    item: int = -1
+
+    @property
+    def key(self) -> str:
+        return inst_key(self.node, self.iteration, self.item)
+
+    @property
+    def batch(self) -> InstanceRef:
+        """The batch instance an item belongs to (itself when it is not an item)."""
+        return InstanceRef(self.run_id, self.node, self.iteration)
+
+
+class Refusal(StrEnum):
+    """Why a store refused a transition."""
+
+    UNKNOWN = "unknown"            # no such run
+    NOT_RUNNING = "not_running"    # failed, cancelled, completed (or awaiting, for a claim)
+    NOT_FIRED = "not_fired"        # the instance was never made ready
+    DONE = "done"                  # already finished (the outcome carries jobs to re-drive)
+    LEASED = "leased"              # another worker holds a live lease
+    STALE = "stale"                # the caller's lease was lost (fencing)
+    SCATTERED = "scattered"        # a batch whose items are running
+    PARKED = "parked"              # a subflow node waiting for its child run
+    NOT_AWAITING = "not_awaiting"  # resume of an instance that does not await
 
 
 class JobPayload(msgspec.Struct, frozen=True, array_like=True):
@@ -98,14 +132,12 @@ class CommitRequest(msgspec.Struct, frozen=True, kw_only=True):
     under `_outputs.<id>` and `<id>`; `resolutions` the routing decisions; `events` encoded
     events to append to the run's event log; `await_details` turns the completion into a pause
     (the instance waits for `resume`) and `defer_ms` delays the successors (durable sleep).
-    For item `item` of a batch, `item_output` is the item's output and `lease_ms` the lease
+    For an item of a batch, `item_output` is the item's output and `lease_ms` the lease
     the committer takes on the batch instance when this was the last item. `park` (resume of
     a subflow node only) puts the instance back to waiting for its child run.
     """
 
-    node_index: int
-    iteration: int
-    token: str
+    token: str = ""
     node_id: str = ""
     writes: Sequence[tuple[str, bytes | None]] = ()
     resolutions: Sequence[Resolution] = ()
@@ -113,7 +145,6 @@ class CommitRequest(msgspec.Struct, frozen=True, kw_only=True):
     timestamp: str = ""
     await_details: bytes | None = None
     defer_ms: int = 0
-    item: int = -1
     item_output: bytes = b"null"
     lease_ms: int = 0
     park: bool = False
@@ -126,15 +157,12 @@ class FailRequest(msgspec.Struct, frozen=True, kw_only=True):
     `pills` are `(target node index, "poison" | "cancel")`, at the failing instance's iteration.
     """
 
-    node_index: int
-    iteration: int
     token: str
     error: bytes
     writes: Sequence[tuple[str, bytes | None]] = ()
     pills: Sequence[tuple[int, str]] = ()
     events: Sequence[bytes] = ()
     timestamp: str = ""
-    item: int = -1
 
 
 class ClaimOutcome(msgspec.Struct, frozen=True):
@@ -148,7 +176,7 @@ class ClaimOutcome(msgspec.Struct, frozen=True):
     """
 
     ok: bool
-    reason: str = ""
+    reason: Refusal | None = None
     input: bytes = b"null"
     status: str = ""
     jobs: list[JobRef] = msgspec.field(default_factory=list)
@@ -162,7 +190,7 @@ class CommitOutcome(msgspec.Struct, frozen=True):
     in order (a JSON list), and the caller now holds the lease on the batch instance."""
 
     ok: bool
-    reason: str = ""
+    reason: Refusal | None = None
     jobs: list[JobRef] = msgspec.field(default_factory=list)
     status: str = ""
     finished: bool = False
@@ -190,69 +218,77 @@ class ReconcileOutcome(msgspec.Struct, frozen=True):
 
 
 @runtime_checkable
-class CoordinationStore(Protocol):
-    """All run state, with one atomic operation per state transition."""
+class RunReader(Protocol):
+    """What a store tells about its runs, without changing them."""
 
-    async def start_run(self, run_id: str, spec: GraphSpec, context: Mapping[str, bytes],
-                        meta: Mapping[str, str], events: Sequence[bytes] = ()) -> StartOutcome: ...
+    async def status(self, run_id: str) -> str | None: ...
 
-    async def claim(self, run_id: str, spec: GraphSpec, node_index: int, iteration: int,
-                    token: str, lease_ms: int, item: int = -1) -> ClaimOutcome: ...
-
-    async def renew(self, run_id: str, node_index: int, iteration: int, token: str,
-                    lease_ms: int, item: int = -1) -> str | None: ...
+    async def result(self, run_id: str) -> WorkflowResult | None: ...
 
     async def get_values(self, run_id: str, keys: Sequence[str]) -> list[bytes | None]: ...
 
     async def get_context(self, run_id: str) -> dict[str, bytes]: ...
 
-    async def loop_count(self, run_id: str, node_index: int, iteration: int) -> int: ...
-
-    async def commit(self, run_id: str, spec: GraphSpec,
-                     request: CommitRequest) -> CommitOutcome: ...
-
-    async def fail(self, run_id: str, spec: GraphSpec,
-                   request: FailRequest) -> CommitOutcome: ...
-
-    async def release(self, run_id: str, node_index: int, iteration: int,
-                      token: str, item: int = -1) -> CommitOutcome: ...
-
-    async def scatter(self, run_id: str, spec: GraphSpec, node_index: int, iteration: int,
-                      token: str, items: Sequence[bytes], events: Sequence[bytes] = (),
-                      concurrency: int = 0) -> CommitOutcome: ...
-
-    async def park(self, run_id: str, node_index: int, iteration: int,
-                   token: str) -> CommitOutcome: ...
-
-    async def adopt(self, run_id: str, node_index: int, iteration: int, token: str,
-                    lease_ms: int) -> bool: ...
-
-    async def parent_of(self, run_id: str) -> tuple[str, int, int] | None: ...
-
-    async def parked(self, run_id: str) -> list[tuple[int, int]]: ...
-
-    async def ack(self, run_id: str, jobs: Sequence[JobRef],
-                  events: Sequence[bytes] = ()) -> None: ...
-
-    async def log(self, run_id: str, events: Sequence[bytes]) -> None: ...
+    async def loop_count(self, ref: InstanceRef) -> int: ...
 
     async def awaiting(self, run_id: str) -> dict[str, str]: ...
 
     async def blueprint_of(self, run_id: str) -> str | None: ...
 
-    async def resume(self, run_id: str, spec: GraphSpec,
-                     request: CommitRequest) -> CommitOutcome: ...
+    async def parent_of(self, run_id: str) -> InstanceRef | None: ...
 
-    async def cancel(self, run_id: str, timestamp: str) -> CommitOutcome: ...
-
-    async def reconcile_run(self, run_id: str, timestamp: str,
-                            stalled_ms: int = 0) -> ReconcileOutcome: ...
+    async def parked(self, run_id: str) -> list[InstanceRef]: ...
 
     async def stalled_runs(self, idle_ms: int) -> list[str]: ...
 
-    async def status(self, run_id: str) -> str | None: ...
+    async def log(self, run_id: str, events: Sequence[bytes]) -> None: ...
 
-    async def result(self, run_id: str) -> WorkflowResult | None: ...
+
+@runtime_checkable
+class CoordinationStore(RunReader, Protocol):
+    """All run state, with one atomic operation per state transition."""
+
+    async def start_run(self, run_id: str, spec: GraphSpec, context: Mapping[str, bytes],
+                        meta: Mapping[str, str], events: Sequence[bytes] = ()) -> StartOutcome:
+        """Create the run once (idempotent on its id) and fire its start instances."""
+
+    async def claim(self, ref: InstanceRef, token: str, lease_ms: int, *,
+                    adopt: bool = False) -> ClaimOutcome:
+        """Lease a fired instance (`adopt`: take a parked subflow instance back)."""
+
+    async def renew(self, ref: InstanceRef, token: str, lease_ms: int) -> str | None:
+        """Extend a lease; the run's status, or None when the lease is lost."""
+
+    async def commit(self, ref: InstanceRef, spec: GraphSpec,
+                     request: CommitRequest) -> CommitOutcome:
+        """Record a completion (or a pause, or a batch item's output) and route it."""
+
+    async def hand_off(self, ref: InstanceRef, token: str, items: Sequence[bytes] | None = None,
+                       events: Sequence[bytes] = (), concurrency: int = 0) -> CommitOutcome:
+        """Give a leased instance's work to others: a batch's `items` as jobs of their own,
+        or (items None) a subflow node parked until its child run ends."""
+
+    async def fail(self, ref: InstanceRef, spec: GraphSpec,
+                   request: FailRequest) -> CommitOutcome:
+        """The instance failed for good: the run fails, its successors get pills."""
+
+    async def release(self, ref: InstanceRef, token: str) -> CommitOutcome:
+        """Give a leased instance up without finishing it."""
+
+    async def resume(self, ref: InstanceRef, spec: GraphSpec,
+                     request: CommitRequest) -> CommitOutcome:
+        """Complete an awaiting instance (or park a subflow node again, `request.park`)."""
+
+    async def cancel(self, run_id: str, timestamp: str) -> CommitOutcome:
+        """Stop the run: nothing new starts; running instances stop at their next renewal."""
+
+    async def reconcile_run(self, run_id: str, timestamp: str,
+                            stalled_ms: int = 0) -> ReconcileOutcome:
+        """Re-drive undelivered jobs and instances whose job was lost."""
+
+    async def ack(self, run_id: str, jobs: Sequence[JobRef],
+                  events: Sequence[bytes] = ()) -> None:
+        """The jobs are in the queue: clear them from the outbox (and log `events`)."""
 
 
 @runtime_checkable
@@ -270,12 +306,15 @@ __all__ = [
     "CommitRequest",
     "CoordinationStore",
     "FailRequest",
+    "InstanceRef",
     "JobPayload",
     "JobQueue",
     "JobRef",
     "QueuedJob",
     "ReconcileOutcome",
+    "Refusal",
     "Resolution",
+    "RunReader",
     "RunState",
     "StartOutcome",
 ]

@@ -16,6 +16,7 @@ import secrets
 import signal
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from enum import StrEnum
 from typing import Any
 
 import anyio
@@ -30,8 +31,10 @@ from flowcraft.distributed.jobtrace import CURRENT_JOB, JobTrace
 from flowcraft.distributed.protocols import (
     CommitRequest,
     CoordinationStore,
+    InstanceRef,
     JobPayload,
     JobQueue,
+    Refusal,
 )
 from flowcraft.errors import BlueprintError, BlueprintVersionError, ContextError, FlowcraftError
 from flowcraft.events import ContextChange, Event, JobFailed, JobProcessed, NodeStart
@@ -51,6 +54,16 @@ _decode = msgspec.json.decode
 CRASH_AFTER_COMMIT_ENV = "FLOWCRAFT_TEST_CRASH_AFTER_COMMIT"
 """Test-only hook: a worker whose environment names a node id here SIGKILLs itself right after
 committing that node and before handing its successors to the queue."""
+
+
+class JobOutcome(StrEnum):
+    """What handling one job did (a refused claim answers with its `Refusal` instead)."""
+
+    COMMITTED = "committed"    # the instance's completion (or pause) is recorded
+    FAILED = "failed"          # the node failed for good; the run failed
+    HANDED_OFF = "handed-off"  # batch items or a child run carry on; the instance stays open
+    CANCELLED = "cancelled"    # the lease was lost or the run cancelled while it ran
+    REJECTED = "rejected"      # the store refused the commit (a stale lease: fencing)
 
 
 class VersionMismatch(Exception):
@@ -74,6 +87,7 @@ class Job:
         self.spec = graph_spec(graph)
         self.node = node
         self.token = token
+        self.ref = InstanceRef(payload.run_id, node.index, payload.iteration, payload.item)
         self.buffered = BufferedContext(worker.store, payload.run_id)
         self.events: list[Event] = []
         self.record = worker.recorder(self.events)
@@ -93,7 +107,8 @@ class Job:
         return self.buffered.view(keys)
 
     async def loop_count(self, node: CompiledNode, iteration: int) -> int:
-        return await self.worker.store.loop_count(self.payload.run_id, node.index, iteration)
+        return await self.worker.store.loop_count(
+            InstanceRef(self.payload.run_id, node.index, iteration))
 
     async def delay(self, node: CompiledNode, ctx: NodeContext, ms: float) -> NodeResult:
         self.defer_ms = int(ms)  # the successors' jobs are deferred; nobody holds anything
@@ -104,10 +119,9 @@ class Job:
         if not items:
             return []
         run_id = self.payload.run_id
-        outcome = await self.worker.store.scatter(
-            run_id, self.spec, node.index, self.payload.iteration, self.token,
-            [_encode(item) for item in items], self.worker.stream(self.events),
-            concurrency_of(node, len(items)))
+        outcome = await self.worker.store.hand_off(
+            self.ref, self.token, [_encode(item) for item in items],
+            self.worker.stream(self.events), concurrency_of(node, len(items)))
         self.events.clear()
         if outcome.ok:
             await self.worker.dispatch(run_id, self.spec, outcome.jobs)
@@ -119,8 +133,7 @@ class Job:
         worker, parent = self.worker, self.payload.run_id
         await worker.start_run(worker.graph(blueprint_id).id, context, run_id,
                                (parent, node.index, self.payload.iteration))
-        parked = await worker.store.park(parent, node.index, self.payload.iteration,
-                                         self.token)
+        parked = await worker.store.hand_off(self.ref, self.token)
         if parked.ok and await worker.store.result(run_id) is not None:
             await worker.notify_parent(run_id)  # the child ended before we parked
         return None
@@ -159,8 +172,8 @@ class JobWorker(Control):
         self._input_keys: dict[int, tuple[str, ...]] = {}
         self._version_seen: dict[str, float] = {}
 
-    async def handle(self, payload: JobPayload) -> str:
-        """Run one node job. Returns what happened: "committed", "failed", or a refusal."""
+    async def handle(self, payload: JobPayload) -> JobOutcome | Refusal:
+        """Run one node job. Returns what happened to it, or why the store refused it."""
         token = CURRENT_JOB.set(self._job_trace(payload))  # tracing hook (jobtrace.py)
         try:
             outcome = await self._handle(payload)
@@ -168,7 +181,7 @@ class JobWorker(Control):
             CURRENT_JOB.reset(token)
         if self._job_events:
             event: Event
-            if outcome == "failed":
+            if outcome == JobOutcome.FAILED:
                 event = JobFailed(run_id=payload.run_id, blueprint_id=payload.blueprint_id,
                                   node_id=payload.node_id, iteration=payload.iteration,
                                   job_id=payload.job_id, message="the node failed")
@@ -189,7 +202,7 @@ class JobWorker(Control):
                         getattr(self.queue, "system", "flowcraft"),
                         tuple(e.source.id for e in node.in_edges) if node is not None else ())
 
-    async def _handle(self, payload: JobPayload) -> str:
+    async def _handle(self, payload: JobPayload) -> JobOutcome | Refusal:
         graph = self.graph(payload.blueprint_id)
         spec = graph_spec(graph)
         node = graph.by_id.get(payload.node_id)
@@ -203,51 +216,47 @@ class JobWorker(Control):
             return await self._version_mismatch(payload, spec, node)
         run_id = payload.run_id
         token = secrets.token_hex(8)
-        claim = await self.store.claim(run_id, spec, node.index, payload.iteration, token,
-                                       self.lease_ms, payload.item)
-        if not claim.ok:
+        job = Job(self, payload, graph, node, token)
+        claim = await self.store.claim(job.ref, token, self.lease_ms)
+        if claim.reason is not None:
             log.debug("run %s: job %s not run (%s)", run_id, payload.job_id, claim.reason)
             await self.dispatch(run_id, spec, claim.jobs)
             return claim.reason
-        job = Job(self, payload, graph, node, token)
         if claim.gathered:
             return await self._complete_batch(job, claim.input)
-        outcome: str | bytes = "cancelled"
+        outcome: JobOutcome | bytes = JobOutcome.CANCELLED
         try:
             with anyio.CancelScope() as scope:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._heartbeat, payload, node, token, scope)
+                    tg.start_soon(self._heartbeat, job, scope)
                     if payload.item >= 0:
                         outcome = await self._run_item(job, claim.input)
                     else:
                         outcome = await self._run_node(job, claim.input)
                     tg.cancel_scope.cancel()
         finally:
-            if outcome == "cancelled":
+            if outcome == JobOutcome.CANCELLED:
                 with anyio.CancelScope(shield=True):
-                    released = await self.store.release(run_id, node.index, payload.iteration,
-                                                        token, payload.item)
+                    released = await self.store.release(job.ref, token)
                     log.info("run %s: job %s released (%s)", run_id, payload.job_id,
                              released.status or released.reason)
         if isinstance(outcome, bytes):  # the batch's last item: its outputs, gathered
             return await self._complete_batch(job, outcome)
         return outcome
 
-    async def _heartbeat(self, payload: JobPayload, node: CompiledNode, token: str,
-                         scope: anyio.CancelScope) -> None:
+    async def _heartbeat(self, job: Job, scope: anyio.CancelScope) -> None:
         interval = min(self.lease_ms / 3000.0, 1.0)
         while True:
             await anyio.sleep(interval)
-            status = await self.store.renew(payload.run_id, node.index, payload.iteration,
-                                            token, self.lease_ms, payload.item)
+            status = await self.store.renew(job.ref, job.token, self.lease_ms)
             if status is None or status == "cancelled":
-                log.info("run %s: node %s stops (%s)", payload.run_id, node.id,
+                log.info("run %s: node %s stops (%s)", job.ref.run_id, job.node.id,
                          "lease lost" if status is None else "run cancelled")
                 scope.cancel()
                 return
 
     async def _version_mismatch(self, payload: JobPayload, spec: GraphSpec,
-                                node: CompiledNode) -> str:
+                                node: CompiledNode) -> JobOutcome | Refusal:
         if len(self._version_seen) > 10_000:
             self._version_seen.clear()
         first = self._version_seen.setdefault(payload.job_id, time.monotonic())
@@ -255,15 +264,15 @@ class JobWorker(Control):
             raise VersionMismatch(payload, spec.version, min(5.0, self.version_grace_s / 4))
         self._version_seen.pop(payload.job_id, None)  # grace is over: decided either way
         token = secrets.token_hex(8)
-        claim = await self.store.claim(payload.run_id, spec, node.index, payload.iteration,
-                                       token, self.lease_ms, payload.item)
-        if not claim.ok:
+        ref = InstanceRef(payload.run_id, node.index, payload.iteration, payload.item)
+        claim = await self.store.claim(ref, token, self.lease_ms)
+        if claim.reason is not None:
             return claim.reason
         cause = BlueprintVersionError(
             f"run {payload.run_id!r}: node {node.id!r} was scheduled with blueprint version "
             f"{payload.version!r} but the workers run version {spec.version!r}")
-        await self.record_failure(payload, spec, node, token, cause, 0, [], [])
-        return "failed"
+        await self.record_failure(ref, spec, node, token, cause, 0, [], [])
+        return JobOutcome.FAILED
 
     # -- running nodes ----------------------------------------------------------------------
 
@@ -294,7 +303,7 @@ class JobWorker(Control):
 
         return NodeScopedContext(job.buffered, run_id, node_id, changed)
 
-    async def _run_node(self, job: Job, raw_input: bytes) -> str:
+    async def _run_node(self, job: Job, raw_input: bytes) -> JobOutcome:
         payload, graph, node = job.payload, job.graph, job.node
         run_id = payload.run_id
         if node.inputs is not None:
@@ -317,36 +326,34 @@ class JobWorker(Control):
                 result = await run_builtin(node, ctx, job)
         except FlowcraftError as exc:
             cause, attempt = failure_of(exc, ctx.attempt)
-            await self.record_failure(payload, job.spec, node, job.token, cause, attempt,
+            await self.record_failure(job.ref, job.spec, node, job.token, cause, attempt,
                                       job.buffered.encoded_writes(), job.events)
-            return "failed"
+            return JobOutcome.FAILED
         output_type = type(result.output)
         if output_type is Handoff:
-            return "handed-off"
+            return JobOutcome.HANDED_OFF
         if output_type is Suspended:
             return await self._commit(job, CommitRequest(
-                node_index=node.index, iteration=payload.iteration, token=job.token,
-                node_id=node.id, writes=job.buffered.encoded_writes(),
+                token=job.token, node_id=node.id, writes=job.buffered.encoded_writes(),
                 events=self.stream(job.events), timestamp=timestamp(),
                 await_details=_encode(result.output)))
         return await self._complete(job, result)
 
-    async def _complete(self, job: Job, result: NodeResult) -> str:
+    async def _complete(self, job: Job, result: NodeResult) -> JobOutcome:
         try:
             ensure_encodable(output_key(job.node.id), result.output)
         except ContextError as exc:
-            await self.record_failure(job.payload, job.spec, job.node, job.token, ContextError(
-                f"run {job.payload.run_id!r}, node {job.node.id!r}: output {exc}"), 1,
+            await self.record_failure(job.ref, job.spec, job.node, job.token, ContextError(
+                f"run {job.ref.run_id!r}, node {job.node.id!r}: output {exc}"), 1,
                 job.buffered.encoded_writes(), job.events)
-            return "failed"
-        request = await self.completion(job.payload.run_id, job.graph, job.node,
-                                        job.payload.iteration, job.token, result, job.buffered,
-                                        job.events, job.defer_ms)
+            return JobOutcome.FAILED
+        request = await self.completion(job.ref, job.graph, job.node, job.token, result,
+                                        job.buffered, job.events, job.defer_ms)
         return await self._commit(job, request)
 
-    async def _commit(self, job: Job, request: CommitRequest) -> str:
-        outcome = await self.commit(job.payload, job.spec, job.node, request)
-        return "committed" if outcome.ok else f"rejected:{outcome.reason}"
+    async def _commit(self, job: Job, request: CommitRequest) -> JobOutcome:
+        outcome = await self.commit(job.ref, job.spec, job.node, request)
+        return JobOutcome.COMMITTED if outcome.ok else JobOutcome.REJECTED
 
     def after_commit(self, node: CompiledNode) -> None:
         if os.environ.get(CRASH_AFTER_COMMIT_ENV) == node.id:  # pragma: no cover - test hook
@@ -355,7 +362,7 @@ class JobWorker(Control):
 
     # -- batches ----------------------------------------------------------------------------
 
-    async def _run_item(self, job: Job, raw_input: bytes) -> str | bytes:
+    async def _run_item(self, job: Job, raw_input: bytes) -> JobOutcome | bytes:
         """One item of a batch, run by the batch's worker implementation. Returns the
         gathered outputs when this was the batch's last item."""
         payload, graph, node = job.payload, job.graph, job.node
@@ -379,26 +386,25 @@ class JobWorker(Control):
                 cause = ContextError(f"run {payload.run_id!r}, node {ctx.node_id!r}: "
                                      f"output {exc}")
         if cause is not None:
-            await self.record_failure(payload, job.spec, node, job.token, cause, attempt,
+            await self.record_failure(job.ref, job.spec, node, job.token, cause, attempt,
                                       job.buffered.encoded_writes(), job.events)
-            return "failed"
+            return JobOutcome.FAILED
         request = CommitRequest(
-            node_index=node.index, iteration=payload.iteration, token=job.token,
-            node_id=node.id, writes=job.buffered.encoded_writes(),
-            events=self.stream(job.events), timestamp=timestamp(), item=index,
+            token=job.token, node_id=node.id, writes=job.buffered.encoded_writes(),
+            events=self.stream(job.events), timestamp=timestamp(),
             item_output=_encode(result.output), lease_ms=self.lease_ms)
-        outcome = await self.store.commit(payload.run_id, job.spec, request)
+        outcome = await self.store.commit(job.ref, job.spec, request)
         if not outcome.ok:
             log.warning("run %s: commit of %s rejected (%s)", payload.run_id, payload.job_id,
                         outcome.reason)
-            return f"rejected:{outcome.reason}"
+            return JobOutcome.REJECTED
         await self.dispatch(payload.run_id, job.spec, outcome.jobs)
-        return outcome.gathered if outcome.gathered is not None else "committed"
+        return outcome.gathered if outcome.gathered is not None else JobOutcome.COMMITTED
 
-    async def _complete_batch(self, job: Job, outputs_json: bytes) -> str:
+    async def _complete_batch(self, job: Job, outputs_json: bytes) -> JobOutcome:
         """All items finished: the batch node completes with the list of their outputs."""
         payload = msgspec.structs.replace(job.payload, item=-1)
-        job.payload = payload
+        job.payload, job.ref = payload, job.ref.batch
         node = job.node
         ctx = NodeContext(context=self._context(job, node.id), input=None, params=node.params,
                           dependencies=self.dependencies, run_id=payload.run_id,
@@ -408,4 +414,4 @@ class JobWorker(Control):
         return await self._complete(job, result)
 
 
-__all__ = ["CRASH_AFTER_COMMIT_ENV", "Job", "JobWorker", "VersionMismatch"]
+__all__ = ["Job", "JobOutcome", "JobWorker", "VersionMismatch"]

@@ -26,7 +26,7 @@ from soak import HERE, KNOWN_RESTART_DEATHS, Config, Soak, WorkerPool, start_red
 from test_soak_short import assert_zero
 
 from flowcraft import ResumeError, RunNotFoundError
-from flowcraft.distributed import CommitRequest, Resolution, graph_spec
+from flowcraft.distributed import CommitRequest, InstanceRef, Resolution, graph_spec
 
 # -- the soak across restarts ----------------------------------------------------------------
 
@@ -127,9 +127,10 @@ async def complete_diamond(client: FlowcraftClient, run_id: str) -> None:
     spec = graph_spec(client.adapter.graph("chaos_diamond"))
     for node in ("A", "B", "C", "D", "E"):
         index = spec.index[node]
-        assert (await client.store.claim(run_id, spec, index, 0, "tok", 60_000)).ok
-        outcome = await client.store.commit(run_id, spec, CommitRequest(
-            node_index=index, iteration=0, token="tok", node_id=node,
+        ref = InstanceRef(run_id, index)
+        assert (await client.store.claim(ref, "tok", 60_000)).ok
+        outcome = await client.store.commit(ref, spec, CommitRequest(
+            token="tok", node_id=node,
             writes=[(node, b"1"), (f"_outputs.{node}", b"1")],
             resolutions=[Resolution(edge, True, b"1") for edge in spec.nodes[index].out]))
         assert outcome.ok, outcome

@@ -40,7 +40,7 @@ from flowcraft_arq.keys import runs_index_key
 from redis.asyncio import Redis
 
 from flowcraft import Flow, FlowcraftError, FlowRuntime, WorkflowResult
-from flowcraft.distributed import CommitRequest, QueuedJob, graph_spec
+from flowcraft.distributed import CommitRequest, InstanceRef, QueuedJob, Refusal, graph_spec
 from flowcraft.distributed.worker import CRASH_AFTER_COMMIT_ENV
 
 HERE = Path(__file__).resolve().parent
@@ -168,23 +168,25 @@ async def test_stale_commit_after_lease_moved_is_rejected(redis: Redis, fc_prefi
     store = adapter.redis_store
     spec = graph_spec(adapter.graph("diamond"))
     await store.start_run("stale", spec, {}, {"blueprint_id": "diamond", "status": "running"})
-    assert (await store.claim("stale", spec, 0, 0, "old-token", 1)).ok
+    ref = InstanceRef("stale", 0, 0)
+    assert (await store.claim(ref, "old-token", 1)).ok
     await asyncio.sleep(0.02)  # the old worker's 1 ms lease expired; a new worker claims
-    assert (await store.claim("stale", spec, 0, 0, "new-token", 10_000)).ok
-    busy = await store.claim("stale", spec, 0, 0, "third", 10_000)
-    assert (busy.ok, busy.reason) == (False, "leased")
-    stale = await store.commit("stale", spec, CommitRequest(
-        node_index=0, iteration=0, token="old-token", writes=[("A", b"1")]))
-    assert (stale.ok, stale.reason) == (False, "stale")
+    assert (await store.claim(ref, "new-token", 10_000)).ok
+    busy = await store.claim(ref, "third", 10_000)
+    assert (busy.ok, busy.reason) == (False, Refusal.LEASED)
+    stale = await store.commit(ref, spec, CommitRequest(token="old-token",
+                                                        writes=[("A", b"1")]))
+    assert (stale.ok, stale.reason) == (False, Refusal.STALE)
     assert await store.get_values("stale", ["A"]) == [None]
-    fresh = await store.commit("stale", spec, CommitRequest(
-        node_index=0, iteration=0, token="new-token", writes=[("A", b"2")]))
-    assert fresh.ok
-    again = await store.commit("stale", spec, CommitRequest(
-        node_index=0, iteration=0, token="new-token", writes=[("A", b"3")]))
-    assert (again.ok, again.reason) == (False, "done")
+    fresh = await store.commit(ref, spec, CommitRequest(token="new-token",
+                                                        writes=[("A", b"2")]))
+    assert (fresh.ok, fresh.reason) == (True, None)
+    again = await store.commit(ref, spec, CommitRequest(token="new-token",
+                                                        writes=[("A", b"3")]))
+    assert (again.ok, again.reason) == (False, Refusal.DONE)
     assert await store.get_values("stale", ["A"]) == [b"2"]
-    assert not (await store.claim("stale", spec, 0, 0, "late", 10_000)).ok
+    late = await store.claim(ref, "late", 10_000)  # nothing was routed: the run completed
+    assert (late.ok, late.reason) == (False, Refusal.NOT_RUNNING)
 
 
 # -- crashes ---------------------------------------------------------------------------------
@@ -322,12 +324,12 @@ async def test_cancel_pill_any_join_cannot_be_locked_afterwards(
         result = await client.wait(run_id, timeout=30)
         spec = graph_spec(client.adapter.graph("cancel_pill"))
         state = await redis.hgetall(client.store.keys(run_id).meta)
-        claim = await client.store.claim(run_id, spec, spec.index["D"], 0, "late", 10_000)
+        claim = await client.store.claim(InstanceRef(run_id, spec.index["D"]), "late", 10_000)
     assert result.status == "failed"
     assert result.context["C"] == "R-slow", "C was running and finished"
     assert state[f"x:{spec.index['D']}#0".encode()] == b"cancel"
     assert "D" not in result.context
-    assert (claim.ok, claim.reason) == (False, "not_running")
+    assert (claim.ok, claim.reason) == (False, Refusal.NOT_RUNNING)
 
 
 # -- scale ---------------------------------------------------------------------------------------

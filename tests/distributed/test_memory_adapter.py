@@ -19,9 +19,12 @@ from hypothesis import strategies as st
 from flowcraft import Flow, FlowRuntime
 from flowcraft.distributed import (
     BaseDistributedAdapter,
+    CommitRequest,
+    InstanceRef,
     JobPayload,
     MemoryQueue,
     MemoryStore,
+    Refusal,
     graph_spec,
 )
 
@@ -85,23 +88,19 @@ async def test_stale_commit_is_rejected() -> None:
     adapter = BaseDistributedAdapter(store, queue, [flow])
     run_id = await adapter.start_run(flow, {})
     spec = graph_spec(adapter.graph("diamond"))
-    first = await store.claim(run_id, spec, 0, 0, "old", 1)
+    ref = InstanceRef(run_id, 0, 0)
+    first = await store.claim(ref, "old", 1)
     assert first.ok
     await asyncio.sleep(0.01)  # the 1 ms lease expires; another worker claims
-    second = await store.claim(run_id, spec, 0, 0, "new", 10_000)
+    second = await store.claim(ref, "new", 10_000)
     assert second.ok
-    assert (await store.claim(run_id, spec, 0, 0, "third", 10_000)).reason == "leased"
-    from flowcraft.distributed import CommitRequest
-
-    stale = await store.commit(run_id, spec, CommitRequest(node_index=0, iteration=0,
-                                                           token="old"))
-    assert not stale.ok and stale.reason == "stale"
-    fresh = await store.commit(run_id, spec, CommitRequest(node_index=0, iteration=0,
-                                                           token="new"))
-    assert fresh.ok
-    again = await store.commit(run_id, spec, CommitRequest(node_index=0, iteration=0,
-                                                           token="new"))
-    assert not again.ok and again.reason == "done"
+    assert (await store.claim(ref, "third", 10_000)).reason == Refusal.LEASED
+    stale = await store.commit(ref, spec, CommitRequest(token="old"))
+    assert (stale.ok, stale.reason) == (False, Refusal.STALE)
+    fresh = await store.commit(ref, spec, CommitRequest(token="new"))
+    assert (fresh.ok, fresh.reason) == (True, None)
+    again = await store.commit(ref, spec, CommitRequest(token="new"))
+    assert (again.ok, again.reason) == (False, Refusal.DONE)
     queue.close()
 
 

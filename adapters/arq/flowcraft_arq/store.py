@@ -26,8 +26,10 @@ from flowcraft.distributed.protocols import (
     CommitOutcome,
     CommitRequest,
     FailRequest,
+    InstanceRef,
     JobRef,
     ReconcileOutcome,
+    Refusal,
     StartOutcome,
 )
 from flowcraft.events import Event, decode_event, event_of_fact
@@ -86,6 +88,11 @@ def _flat_writes(writes: Sequence[tuple[str, bytes | None]]) -> list[str | bool]
         flat.append(key)
         flat.append(False if value is None else _text(value))
     return flat
+
+
+def _at(ref: InstanceRef) -> dict[str, int]:
+    """An instance as the scripts name it: node index, iteration, item (-1: none)."""
+    return {"n": ref.node, "it": ref.iteration, "item": ref.item}
 
 
 def _now_ms() -> int:
@@ -188,8 +195,8 @@ class RedisRunStore:
         raw = await self.redis.hgetall(self.keys(run_id).ctx)  # type: ignore[misc]
         return {_text(k): v for k, v in raw.items()}
 
-    async def loop_count(self, run_id: str, node_index: int, iteration: int) -> int:
-        return int(await self._call("loop_count", run_id, {"n": node_index, "it": iteration}))
+    async def loop_count(self, ref: InstanceRef) -> int:
+        return int(await self._call("loop_count", ref.run_id, _at(ref)))
 
     async def stalled_runs(self, idle_ms: int) -> list[str]:
         raw = await self.redis.zrangebyscore(self.active, "-inf", _now_ms() - idle_ms)
@@ -214,24 +221,23 @@ class RedisRunStore:
             await self.redis.zadd(self.active, {run_id: now})
         return StartOutcome(created, _refs(out[2:]), status)
 
-    async def claim(self, run_id: str, spec: GraphSpec, node_index: int, iteration: int,
-                    token: str, lease_ms: int, item: int = -1) -> ClaimOutcome:
-        out = await self._call("claim", run_id, {"n": node_index, "it": iteration, "tok": token,
-                                                 "lease": lease_ms, "now": _now_ms(),
-                                                 "item": item})
+    async def claim(self, ref: InstanceRef, token: str, lease_ms: int, *,
+                    adopt: bool = False) -> ClaimOutcome:
+        out = await self._call("adopt" if adopt else "claim", ref.run_id, {
+            **_at(ref), "tok": token, "lease": lease_ms, "now": _now_ms()})
         if out[0]:
             return ClaimOutcome(True, input=out[3], status=_text(out[2]), gathered=bool(out[4]))
-        return ClaimOutcome(False, _text(out[1]), status=_text(out[2]), jobs=_refs(out[3:]))
+        return ClaimOutcome(False, Refusal(_text(out[1])), status=_text(out[2]),
+                            jobs=_refs(out[3:]))
 
-    async def renew(self, run_id: str, node_index: int, iteration: int, token: str,
-                    lease_ms: int, item: int = -1) -> str | None:
-        out = await self._call("renew", run_id, {"n": node_index, "it": iteration, "tok": token,
-                                                 "lease": lease_ms, "now": _now_ms(),
-                                                 "item": item})
+    async def renew(self, ref: InstanceRef, token: str, lease_ms: int) -> str | None:
+        out = await self._call("renew", ref.run_id, {**_at(ref), "tok": token,
+                                                     "lease": lease_ms, "now": _now_ms()})
         return None if out is None else _text(out)
 
     async def _finished(self, run_id: str, out: Sequence[Any]) -> CommitOutcome:
-        ok, reason, status, finished = bool(out[0]), _text(out[1]), _text(out[2]), bool(out[3])
+        ok, status, finished = bool(out[0]), _text(out[2]), bool(out[3])
+        reason = Refusal(_text(out[1])) if out[1] else None
         if finished:
             await self.redis.zrem(self.active, run_id)
         rest = out[4:]
@@ -239,45 +245,47 @@ class RedisRunStore:
             return CommitOutcome(ok, reason, [], status, finished, gathered=bytes(rest[0][1:]))
         return CommitOutcome(ok, reason, _refs(rest), status, finished)
 
-    async def commit(self, run_id: str, spec: GraphSpec, request: CommitRequest) -> CommitOutcome:
+    async def commit(self, ref: InstanceRef, spec: GraphSpec,
+                     request: CommitRequest) -> CommitOutcome:
         doc = {
-            "g": _text(spec.json), "n": request.node_index, "it": request.iteration,
-            "tok": request.token, "w": _flat_writes(request.writes),
+            **_at(ref), "g": _text(spec.json), "tok": request.token,
+            "w": _flat_writes(request.writes),
             "r": [[r.edge, r.taken, _text(r.value)] for r in request.resolutions],
             "ev": [_text(e) for e in request.events], "ts": request.timestamp,
             "bp": spec.blueprint_id, "now": _now_ms(), "df": request.defer_ms,
             "aw": request.node_id if request.await_details is not None else False,
-            "item": request.item, "out": _text(request.item_output), "lease": request.lease_ms,
+            "out": _text(request.item_output), "lease": request.lease_ms,
             "sk": request.skip_events,
         }
-        return await self._finished(run_id, await self._call("commit", run_id, doc))
+        return await self._finished(ref.run_id, await self._call("commit", ref.run_id, doc))
 
-    async def fail(self, run_id: str, spec: GraphSpec, request: FailRequest) -> CommitOutcome:
+    async def fail(self, ref: InstanceRef, spec: GraphSpec,
+                   request: FailRequest) -> CommitOutcome:
         pills: list[int | str] = []
         for target, kind in request.pills:
             pills += [target, kind]
         doc = {
-            "n": request.node_index, "it": request.iteration, "tok": request.token,
-            "err": _text(request.error), "w": _flat_writes(request.writes), "pills": pills,
+            **_at(ref), "tok": request.token, "err": _text(request.error),
+            "w": _flat_writes(request.writes), "pills": pills,
             "ev": [_text(e) for e in request.events], "ts": request.timestamp,
-            "bp": spec.blueprint_id, "now": _now_ms(), "item": request.item,
+            "bp": spec.blueprint_id, "now": _now_ms(),
         }
-        return await self._finished(run_id, await self._call("fail", run_id, doc))
+        return await self._finished(ref.run_id, await self._call("fail", ref.run_id, doc))
 
-    async def release(self, run_id: str, node_index: int, iteration: int,
-                      token: str, item: int = -1) -> CommitOutcome:
-        out = await self._call("release", run_id, {"n": node_index, "it": iteration,
-                                                   "tok": token, "ts": utc_now().isoformat(),
-                                                   "item": item})
-        return await self._finished(run_id, out)
+    async def release(self, ref: InstanceRef, token: str) -> CommitOutcome:
+        out = await self._call("release", ref.run_id, {**_at(ref), "tok": token,
+                                                       "ts": utc_now().isoformat()})
+        return await self._finished(ref.run_id, out)
 
-    async def scatter(self, run_id: str, spec: GraphSpec, node_index: int, iteration: int,
-                      token: str, items: Sequence[bytes], events: Sequence[bytes] = (),
-                      concurrency: int = 0) -> CommitOutcome:
-        out = await self._call("scatter", run_id, {
-            "n": node_index, "it": iteration, "tok": token, "items": [_text(i) for i in items],
-            "ev": [_text(e) for e in events], "now": _now_ms(), "conc": concurrency})
-        return await self._finished(run_id, out)
+    async def hand_off(self, ref: InstanceRef, token: str, items: Sequence[bytes] | None = None,
+                       events: Sequence[bytes] = (), concurrency: int = 0) -> CommitOutcome:
+        if items is None:
+            out = await self._call("park", ref.run_id, {**_at(ref), "tok": token})
+        else:
+            out = await self._call("scatter", ref.run_id, {
+                **_at(ref), "tok": token, "items": [_text(i) for i in items],
+                "ev": [_text(e) for e in events], "now": _now_ms(), "conc": concurrency})
+        return await self._finished(ref.run_id, out)
 
     async def awaiting(self, run_id: str) -> dict[str, str]:
         raw = await self.redis.hgetall(self.keys(run_id).meta)  # type: ignore[misc]
@@ -291,44 +299,33 @@ class RedisRunStore:
             raw = await self.redis.get(keys.blueprint)
         return None if not raw else _text(raw)
 
-    async def resume(self, run_id: str, spec: GraphSpec, request: CommitRequest) -> CommitOutcome:
+    async def resume(self, ref: InstanceRef, spec: GraphSpec,
+                     request: CommitRequest) -> CommitOutcome:
         doc = {
-            "g": _text(spec.json), "n": request.node_index, "it": request.iteration,
-            "w": _flat_writes(request.writes),
+            **_at(ref), "g": _text(spec.json), "w": _flat_writes(request.writes),
             "r": [[r.edge, r.taken, _text(r.value)] for r in request.resolutions],
             "ev": [_text(e) for e in request.events], "ts": request.timestamp,
             "bp": spec.blueprint_id, "now": _now_ms(), "park": request.park,
             "sk": request.skip_events,
         }
-        return await self._finished(run_id, await self._call("resume", run_id, doc))
+        return await self._finished(ref.run_id, await self._call("resume", ref.run_id, doc))
 
-    async def park(self, run_id: str, node_index: int, iteration: int,
-                   token: str) -> CommitOutcome:
-        out = await self._call("park", run_id, {"n": node_index, "it": iteration, "tok": token})
-        return await self._finished(run_id, out)
-
-    async def adopt(self, run_id: str, node_index: int, iteration: int, token: str,
-                    lease_ms: int) -> bool:
-        return bool(await self._call("adopt", run_id, {
-            "n": node_index, "it": iteration, "tok": token, "lease": lease_ms,
-            "now": _now_ms()}))
-
-    async def parked(self, run_id: str) -> list[tuple[int, int]]:
+    async def parked(self, run_id: str) -> list[InstanceRef]:
         raw = await self.redis.hgetall(self.keys(run_id).meta)  # type: ignore[misc]
         tag, parked = MetaField.INSTANCE.encode(), MetaField.PARKED.encode()
         out = []
         for key, value in raw.items():
             if value == parked and key.startswith(tag):
                 node, _, iteration = _text(key)[len(tag):].partition("#")
-                out.append((int(node), int(iteration)))
+                out.append(InstanceRef(run_id, int(node), int(iteration)))
         return out
 
-    async def parent_of(self, run_id: str) -> tuple[str, int, int] | None:
+    async def parent_of(self, run_id: str) -> InstanceRef | None:
         raw = await self.redis.hmget(self.keys(run_id).meta,  # type: ignore[misc]
                                      ["parent_run", "parent_node", "parent_it"])
         if raw[0] is None:
             return None
-        return _text(raw[0]), int(raw[1]), int(raw[2])
+        return InstanceRef(_text(raw[0]), int(raw[1]), int(raw[2]))
 
     async def ack(self, run_id: str, jobs: Sequence[JobRef],
                   events: Sequence[bytes] = ()) -> None:

@@ -1,14 +1,21 @@
 -- adopt: take a parked subflow instance back (its epoch and input as they were), leased by the
 -- caller, to complete it.
 -- A: {n, it, tok, lease = ms, now = ms}
--- returns 1, or 0 unless the run is running and the instance parked
+-- returns {1, '', status, input JSON, 0} or {0, reason, status} unless the run is running and
+-- the instance parked
 local field = 'i:' .. ikey(A.n, A.it)
 local m = redis.call('HMGET', K_META, 'status', field)
-if m[1] ~= 'running' or m[2] ~= 'S' then
-  return 0
+if not m[1] then
+  return {0, 'unknown', ''}
+end
+if m[1] ~= 'running' then
+  return {0, 'not_running', m[1]}
+end
+if m[2] ~= 'S' then
+  return {0, 'not_fired', m[1]}
 end
 local saved = redis.call('HGET', K_META, 'sp:' .. ikey(A.n, A.it)) or '0|null'
 local epoch, input = string.match(saved, '^(%d+)|(.*)$')
 redis.call('HSET', K_META, field, 'F' .. epoch .. '|' .. A.tok .. '|' .. fmt(A.now + A.lease)
   .. '|' .. fmt(A.now) .. '|' .. input)
-return 1
+return {1, '', m[1], input, 0}

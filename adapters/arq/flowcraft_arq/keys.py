@@ -48,10 +48,9 @@ def runs_index_key(prefix: str) -> str:
     """Global sorted set: every run id -> ms it was created (the dashboard's run list).
 
     Opt-in: a dashboard creates it (with the member "" at score 0, never a run id), and from
-    then on `lua/start_run.lua` adds every new run; without a dashboard it does not exist.
-    The script derives the name from the run's meta key (`<prefix>:{<run>}:meta` ->
-    `<prefix>:runs:all`): keep the two in step. Members of runs whose keys expired are pruned
-    lazily by the dashboard when it meets them.
+    then on `RedisRunStore.start_run` adds every new run (outside the run's script: a global
+    key is in no run's Cluster slot); without a dashboard it does not exist. Members of runs
+    whose keys expired are pruned lazily by the dashboard when it meets them.
     """
     return f"{prefix}:runs:all"
 

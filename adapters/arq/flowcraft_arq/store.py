@@ -35,7 +35,7 @@ from flowcraft.distributed.protocols import (
 from flowcraft.events import Event, decode_event, event_of_fact
 from flowcraft.result import WorkflowError, WorkflowResult, result_of, utc_now
 from flowcraft.runtime.spec import GraphSpec
-from flowcraft_arq.keys import DEFAULT_PREFIX, MetaField, RunKeys, active_key
+from flowcraft_arq.keys import DEFAULT_PREFIX, MetaField, RunKeys, active_key, runs_index_key
 
 log = logging.getLogger("flowcraft.arq.store")
 
@@ -113,6 +113,7 @@ class RedisRunStore:
         self.result_ttl_ms = int(result_ttl * 1000)
         self.events_maxlen = events_maxlen
         self.active = active_key(prefix)
+        self.runs_index = runs_index_key(prefix)
         self._keys: dict[str, RunKeys] = {}
         self._scripts = scripts()
 
@@ -217,8 +218,14 @@ class RedisRunStore:
             "meta": meta_flat, "ctx": ctx_flat, "start": list(spec.start),
             "ev": [_text(e) for e in events], "now": now, "bp": spec.blueprint_id})
         created, status = bool(out[0]), _text(out[1])
-        if created and status == "running":
-            await self.redis.zadd(self.active, {run_id: now})
+        if created:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if status == "running":
+                    pipe.zadd(self.active, {run_id: now})
+                pipe.exists(self.runs_index)
+                listed = (await pipe.execute())[-1]
+            if listed:  # a dashboard keeps a list of runs
+                await self.redis.zadd(self.runs_index, {run_id: now})
         return StartOutcome(created, _refs(out[2:]), status)
 
     async def claim(self, ref: InstanceRef, token: str, lease_ms: int, *,

@@ -26,12 +26,6 @@ if #A.ctx > 0 then
   redis.call('HSET', K_CTX, unpack(A.ctx))
 end
 redis.call('SET', K_BP, A.bp)
--- the dashboard's run list (keys.runs_index_key: <prefix>:{<run>}:meta -> <prefix>:runs:all),
--- kept only once a dashboard created it
-local runs_index = string.sub(K_META, 1, #K_META - #RUN_ID - 8) .. ':runs:all'
-if redis.call('EXISTS', runs_index) == 1 then
-  redis.call('ZADD', runs_index, A.now, RUN_ID)
-end
 events(A.ev)
 local fired = {}
 for i = 1, #A.start do

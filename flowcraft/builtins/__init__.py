@@ -11,18 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from flowcraft.builtins.batch import run_batch
-from flowcraft.builtins.kinds import (
-    BATCH,
-    BUILTIN_KINDS,
-    HANDOFF,
-    LOOP_CONTROLLER,
-    SLEEP,
-    SUBFLOW,
-    WAIT,
-    Handoff,
-    Suspended,
-    parse_duration,
-)
+from flowcraft.builtins.kinds import BATCH, LOOP_CONTROLLER, SLEEP, SUBFLOW, WAIT
 from flowcraft.builtins.loop import run_loop
 from flowcraft.builtins.sleep import run_sleep
 from flowcraft.builtins.subflow import run_subflow
@@ -53,17 +42,4 @@ async def run_builtin(node: CompiledNode, ctx: NodeContext, host: Host) -> NodeR
     return await construct(node, ctx, host)
 
 
-__all__ = [
-    "BATCH",
-    "BUILTIN_KINDS",
-    "CONSTRUCTS",
-    "HANDOFF",
-    "LOOP_CONTROLLER",
-    "SLEEP",
-    "SUBFLOW",
-    "WAIT",
-    "Handoff",
-    "Suspended",
-    "parse_duration",
-    "run_builtin",
-]
+__all__ = ["CONSTRUCTS", "run_builtin"]

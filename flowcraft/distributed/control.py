@@ -19,7 +19,7 @@ import msgspec
 
 from flowcraft.blueprint import WorkflowBlueprint, load_blueprint
 from flowcraft.builder import Flow
-from flowcraft.builtins import BUILTIN_KINDS, SUBFLOW, Suspended
+from flowcraft.builtins.kinds import BUILTIN_KINDS, SUBFLOW, Suspended
 from flowcraft.builtins.loop import CONTINUE
 from flowcraft.builtins.subflow import child_run_id, subflow_outcome
 from flowcraft.context import ensure_encodable, output_key

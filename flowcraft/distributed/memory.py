@@ -158,10 +158,7 @@ class MemoryStore:
         if isinstance(held, CommitOutcome):
             return held
         run = held
-        run.apply_writes(request.writes)
-        run.events.extend(request.events)
-        run.completions[key] = run.completions.get(key, 0) + 1
-        run.inst[key].state = "D"
+        run.settle(key, "D", request.writes, request.events)
         if ref.item >= 0:
             return self._gather(run, ref, request)
         fired: list[JobRef] = []
@@ -182,10 +179,7 @@ class MemoryStore:
         if isinstance(held, CommitOutcome):
             return held
         run = held
-        run.apply_writes(request.writes)
-        run.events.extend(request.events)
-        run.completions[key] = run.completions.get(key, 0) + 1
-        run.inst[key].state = "X"
+        run.settle(key, "X", request.writes, request.events)
         if ref.item >= 0:
             batch = run.inst.get(ref.batch.key)
             if batch is not None and batch.state == "B":

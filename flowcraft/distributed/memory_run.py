@@ -83,6 +83,14 @@ class StoredRun:
             return Refusal.STALE
         return None
 
+    def settle(self, key: str, state: str, writes: Sequence[tuple[str, bytes | None]],
+               events: Sequence[bytes]) -> None:
+        """Instance `key` finished (D) or failed (X): record its writes and events."""
+        self.apply_writes(writes)
+        self.events.extend(events)
+        self.completions[key] = self.completions.get(key, 0) + 1
+        self.inst[key].state = state
+
     def apply_writes(self, writes: Sequence[tuple[str, bytes | None]]) -> None:
         for key, value in writes:
             if value is None:

@@ -22,8 +22,9 @@ from typing import Any
 import anyio
 import msgspec
 
-from flowcraft.builtins import Handoff, Suspended, run_builtin
+from flowcraft.builtins import run_builtin
 from flowcraft.builtins.batch import concurrency_of, finish_batch, item_context
+from flowcraft.builtins.kinds import Handoff, Suspended
 from flowcraft.context import OUTPUTS_PREFIX, NodeScopedContext, ensure_encodable, output_key
 from flowcraft.distributed.context import BufferedContext
 from flowcraft.distributed.control import DEFAULT_STREAM_EVENTS, Control, Flows, timestamp

@@ -15,7 +15,7 @@ import msgspec
 
 from flowcraft.blueprint import WorkflowBlueprint, load_blueprint
 from flowcraft.builder import Flow
-from flowcraft.builtins import BUILTIN_KINDS, SLEEP, SUBFLOW, Suspended
+from flowcraft.builtins.kinds import BUILTIN_KINDS, SLEEP, SUBFLOW, Suspended
 from flowcraft.builtins.subflow import subflow_outcome
 from flowcraft.context import ensure_encodable, output_key
 from flowcraft.errors import BlueprintError, FlowcraftError, ResumeError

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from flowcraft.builtins import SLEEP, Suspended, run_builtin
+from flowcraft.builtins import run_builtin
 from flowcraft.builtins.batch import concurrency_of, item_context
+from flowcraft.builtins.kinds import SLEEP, Suspended
 from flowcraft.builtins.loop import CONTINUE
 from flowcraft.context import MemoryContext, NodeScopedContext, ensure_encodable, output_key
 from flowcraft.errors import ContextError, FlowcraftError, NodeExecutionError

@@ -4,11 +4,9 @@
 -- returns {ok, reason, status, finished}
 local m = redis.call('HMGET', K_META, 'status', 'live')
 local status = m[1]
-if not status then
-  return {0, 'unknown', '', 0}
-end
-if status ~= 'running' and status ~= 'awaiting' then
-  return {0, 'not_running', status, 0}
+local refusal = not_live(status)
+if refusal then
+  return refusal
 end
 put('status', 'cancelled')
 local live = tonumber(m[2]) - drop_unleased(A.now)

@@ -5,12 +5,9 @@
 -- A: {n, it, item, tok, err = WorkflowError JSON, w, pills = {target, kind, ...}, ev, ts, bp,
 --     now}; a failed batch item fails its batch instance
 -- returns {ok, reason, status, finished}
-local field = 'i:' .. ikey(A.n, A.it, A.item)
-local m = redis.call('HMGET', K_META, 'status', field, 'live')
-local status = m[1]
-local r, reason = leased(m[2], status, A.tok)
-if not r then
-  return {0, reason, status or '', 0}
+local field, status, _, live = held()
+if not field then
+  return status  -- the refusal
 end
 put(field, 'X')
 for i = 1, #A.pills, 2 do
@@ -19,7 +16,7 @@ end
 apply_writes(A.w)
 events(A.ev)
 redis.call('RPUSH', K_ERRORS, A.err)
-local live = tonumber(m[3]) - 1
+live = live - 1
 if A.item >= 0 and getf('i:' .. ikey(A.n, A.it)) == 'B' then
   put('i:' .. ikey(A.n, A.it), 'X')
   live = live - 1

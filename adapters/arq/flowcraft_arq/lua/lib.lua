@@ -401,3 +401,27 @@ local function leased(m, status, tok)
   end
   return r, ''
 end
+
+-- the caller's leased instance A.n#A.it[/A.item]: its field, the run status, its record and
+-- the live count; or nil and the refusal to return
+local function held()
+  local field = 'i:' .. ikey(A.n, A.it, A.item)
+  local m = redis.call('HMGET', K_META, 'status', field, 'live')
+  local r, reason = leased(m[2], m[1], A.tok)
+  if not r then
+    return nil, {0, reason, m[1] or '', 0}
+  end
+  return field, m[1], r, tonumber(m[3])
+end
+
+-- nil when a run with `status` is running or awaiting (so it may be resumed or cancelled),
+-- else the refusal to return
+local function not_live(status)
+  if not status then
+    return {0, 'unknown', '', 0}
+  end
+  if status ~= 'running' and status ~= 'awaiting' then
+    return {0, 'not_running', status, 0}
+  end
+  return nil
+end

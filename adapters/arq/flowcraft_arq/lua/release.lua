@@ -3,12 +3,9 @@
 -- dropped, which may finish the run.
 -- A: {n, it, item, tok, ts}
 -- returns {ok, reason, status, finished}
-local field = 'i:' .. ikey(A.n, A.it, A.item)
-local m = redis.call('HMGET', K_META, 'status', field, 'live')
-local status = m[1]
-local r, reason = leased(m[2], status, A.tok)
-if not r then
-  return {0, reason, status or '', 0}
+local field, status, r, live = held()
+if not field then
+  return status  -- the refusal
 end
 if status == 'running' then
   r.tok = ''
@@ -17,7 +14,7 @@ if status == 'running' then
   return {1, '', status, 0}
 end
 put(field, 'C')
-local live = tonumber(m[3]) - 1
+live = live - 1
 put('live', fmt(live))
 local finished = maybe_finish(live, status, A.ts, blueprint_id())
 flush()

@@ -5,11 +5,9 @@
 local k = ikey(A.n, A.it)
 local m = redis.call('HMGET', K_META, 'status', 'live', 'waits', 'w:' .. k)
 local status = m[1]
-if not status then
-  return {0, 'unknown', '', 0}
-end
-if status ~= 'running' and status ~= 'awaiting' then
-  return {0, 'not_running', status, 0}
+local refusal = not_live(status)
+if refusal then
+  return refusal
 end
 if not m[4] then
   return {0, 'not_awaiting', status, 0}

@@ -4,12 +4,9 @@
 -- (0: all): the others are held ("H<input>") and released one per finished item.
 -- A: {n, it, tok, items = {item JSON, ...}, ev, now, conc}
 -- returns {ok, reason, status, 0, job, ...}
-local field = 'i:' .. ikey(A.n, A.it)
-local m = redis.call('HMGET', K_META, 'status', field, 'live')
-local status = m[1]
-local r, reason = leased(m[2], status, A.tok)
-if not r then
-  return {0, reason, status or '', 0}
+local field, status, r, live = held()
+if not field then
+  return status  -- the refusal
 end
 local bk = ikey(A.n, A.it)
 put(field, 'B')
@@ -33,7 +30,7 @@ for k = 0, #A.items - 1 do
     put('i:' .. f, 'H' .. A.items[k + 1])
   end
 end
-put('live', fmt(tonumber(m[3]) + #A.items))
+put('live', fmt(live + #A.items))
 events(A.ev)
 flush()
 return out

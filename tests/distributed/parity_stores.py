@@ -320,5 +320,38 @@ class Pair:
         await self.lua.close()
 
 
+async def replay(redis_url: str, graph: Graph, steps: Sequence[Step], *,
+                 answers_only: bool = False) -> None:
+    """Both stores answer `steps` alike (and, unless `answers_only`, show the same state)."""
+    redis = Redis.from_url(redis_url)
+    pair = Pair(graph, redis, states=not answers_only)
+    try:
+        for step in steps:
+            await pair.step(step)
+    finally:
+        await pair.close()
+        await redis.aclose()
+
+
+def key_of(inst: Inst) -> str:
+    """How both stores name an instance: `n#it`, `n#it/k` for item k of a batch."""
+    node, iteration, item = inst
+    return f"{node}#{iteration}" if item < 0 else f"{node}#{iteration}/{item}"
+
+
+def inst_of(key: str) -> Inst:
+    node, _, rest = key.partition("#")
+    iteration, _, item = rest.partition("/")
+    return int(node), int(iteration), int(item) if item else -1
+
+
+def job_of(key: str) -> Job:
+    """The job of an outbox key `n#it[/k]#epoch`."""
+    inst, _, epoch = key.rpartition("#")
+    node, iteration, item = inst_of(inst)
+    return node, iteration, item, int(epoch), False
+
+
 __all__ = ["LEASE_MS", "SCATTER_CONCURRENCY", "TS", "Answer", "Inst", "Job", "MemoryDriver",
-           "Observed", "Pair", "RedisDriver", "Res", "Step", "StoreDriver", "Write"]
+           "Observed", "Pair", "RedisDriver", "Res", "Step", "StoreDriver", "Write", "inst_of",
+           "job_of", "key_of", "replay"]

@@ -97,6 +97,7 @@ class Control:
         flows: Flows = (),
         *,
         registry: Mapping[str, Any] | None = None,
+        middleware: Sequence[Any] = (),
         event_bus: Any = None,
         evaluator: ExpressionEvaluator | None = None,
         lease_ms: int = 30_000,
@@ -105,6 +106,7 @@ class Control:
         self.store = store
         self.queue = queue
         self.registry: dict[str, Any] = dict(registry or {})
+        self.middleware = list(middleware)
         self.evaluator = evaluator
         self.lease_ms = lease_ms
         self.stream_events = frozenset(stream_events)
@@ -137,6 +139,26 @@ class Control:
                                  f"here (known: {sorted(self._graphs)})")
         return graph
 
+    async def known_graph(self, blueprint_id: str, version: str | None = None) -> Graph:
+        """The graph of `blueprint_id` (at `version`, when given), looked up with
+        `find_blueprint` when this process was not given it."""
+        graph = self._graphs.get(blueprint_id)
+        if graph is None or (version is not None and graph.blueprint.version != version):
+            return self.register(await self.find_blueprint(blueprint_id, version))
+        return graph
+
+    async def find_blueprint(self, blueprint_id: str,
+                             version: str | None) -> WorkflowBlueprint:
+        """Where blueprints this process was not given come from (by default: nowhere)."""
+        self.graph(blueprint_id)  # raises BlueprintError naming what is known
+        raise BlueprintError(f"blueprint {blueprint_id!r} version {version!r} is not "
+                             "registered here")
+
+    @property
+    def blueprints(self) -> list[WorkflowBlueprint]:
+        """The blueprints known here, as they were given."""
+        return [graph.source for graph in self._graphs.values()]
+
     @property
     def blueprint_ids(self) -> list[str]:
         return list(self._graphs)
@@ -146,13 +168,15 @@ class Control:
     async def start_run(self, flow: Flow | WorkflowBlueprint | str,
                         context: Mapping[str, Any] | None = None,
                         run_id: str | None = None,
-                        parent: tuple[str, int, int] | None = None) -> str:
+                        parent: tuple[str, int, int] | None = None, *,
+                        version: str | None = None) -> str:
         """Create the run (idempotent on `run_id`) and put its start jobs in the queue.
 
+        A flow named by id runs at `version` (None: the one known here, or found).
         `parent` = (run id, node index, iteration) of the subflow node a child run belongs to.
         """
         if isinstance(flow, str):
-            graph = self.graph(flow)
+            graph = await self.known_graph(flow, version)
         else:
             graph = self._graphs.get(flow.id) or self.register(flow)
         if not graph.start_nodes:
@@ -177,7 +201,7 @@ class Control:
                 raise FlowcraftError(f"run {run_id!r} already exists for blueprint "
                                      f"{existing!r}, not {graph.id!r}")
         # tracing hook: middleware with `start_run` give the start jobs their trace context
-        started = start_carrier(getattr(self, "middleware", ()), run_id, graph.id)
+        started = start_carrier(self.middleware, run_id, graph.id)
         token = CURRENT_JOB.set(started) if started is not None else None
         try:
             await self.dispatch(run_id, spec, outcome.jobs)
@@ -229,7 +253,7 @@ class Control:
         blueprint_id = await self.store.blueprint_of(run_id)
         if blueprint_id is None:
             raise RunNotFoundError(f"no run {run_id!r}")
-        graph = self.graph(blueprint_id)
+        graph = await self.known_graph(blueprint_id)
         spec = graph_spec(graph)
         node = graph.nodes[node_index]
         ref = InstanceRef(run_id, node_index, iteration)
@@ -278,7 +302,7 @@ class Control:
                 outcome = await self.store.reconcile_run(run_id, timestamp(),
                                                          int(stalled_after * 1000))
                 if outcome.jobs:
-                    graph = self.graph(outcome.blueprint_id)
+                    graph = await self.known_graph(outcome.blueprint_id)
                     await self.dispatch(run_id, graph_spec(graph), outcome.jobs)
                 adopted = await self._reconcile_parked(run_id, outcome.blueprint_id)
                 if outcome.jobs or outcome.finished or adopted:
@@ -294,7 +318,7 @@ class Control:
         parked = await self.store.parked(run_id)
         if not parked or not blueprint_id:
             return False
-        graph = self.graph(blueprint_id)
+        graph = await self.known_graph(blueprint_id)
         done = False
         for ref in parked:
             child_id = child_run_id(run_id, graph.nodes[ref.node].id, ref.iteration)
@@ -321,7 +345,7 @@ class Control:
         blueprint_id = await self.store.blueprint_of(ref.run_id)
         if blueprint_id is None:
             return
-        graph = self.graph(blueprint_id)
+        graph = await self.known_graph(blueprint_id)
         spec = graph_spec(graph)
         node = graph.nodes[ref.node]
         token = uuid.uuid4().hex[:16]

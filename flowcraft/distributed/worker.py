@@ -165,10 +165,10 @@ class JobWorker(Control):
         version_grace_s: float = 60.0,
         stream_events: Iterable[str] = DEFAULT_STREAM_EVENTS,
     ) -> None:
-        super().__init__(store, queue, flows, registry=registry, event_bus=event_bus,
-                         evaluator=evaluator, lease_ms=lease_ms, stream_events=stream_events)
+        super().__init__(store, queue, flows, registry=registry, middleware=middleware,
+                         event_bus=event_bus, evaluator=evaluator, lease_ms=lease_ms,
+                         stream_events=stream_events)
         self.dependencies: Mapping[str, Any] = dependencies or {}
-        self.middleware = list(middleware)
         self.version_grace_s = version_grace_s
         self._input_keys: dict[int, tuple[str, ...]] = {}
         self._version_seen: dict[str, float] = {}

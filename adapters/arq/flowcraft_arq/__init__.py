@@ -11,6 +11,7 @@
 from flowcraft_arq.adapter import (
     NODE_FUNCTION,
     ArqAdapter,
+    ArqControl,
     ArqQueue,
     deserialize,
     serialize,
@@ -24,6 +25,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "NODE_FUNCTION",
     "ArqAdapter",
+    "ArqControl",
     "ArqQueue",
     "FlowcraftClient",
     "RedisRunStore",

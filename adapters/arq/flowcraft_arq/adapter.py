@@ -21,15 +21,17 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from flowcraft.blueprint import WorkflowBlueprint
 from flowcraft.distributed.adapter import (
     DEFAULT_STREAM_EVENTS,
     BaseDistributedAdapter,
     Flows,
     VersionMismatch,
 )
+from flowcraft.distributed.control import Control
 from flowcraft.distributed.protocols import JobPayload, QueuedJob
 from flowcraft.runtime.routing import ExpressionEvaluator
-from flowcraft_arq import reconciler
+from flowcraft_arq import catalog, reconciler
 from flowcraft_arq.keys import DEFAULT_PREFIX
 from flowcraft_arq.store import RedisRunStore
 
@@ -115,16 +117,31 @@ class ArqQueue:
                                          _queue_name=self.queue_name, _defer_until=defer)
 
 
-class ArqAdapter(BaseDistributedAdapter):
-    """BaseDistributedAdapter wired to RedisRunStore and ArqQueue on one connection pool."""
+class ArqControl(Control):
+    """The control side on RedisRunStore and ArqQueue: all a client needs. Blueprints it was
+    not given come from the ones the workers published (start by name)."""
 
     def __init__(self, redis: ArqRedis, flows: Flows = (), *,
                  queue_name: str = DEFAULT_QUEUE, prefix: str = DEFAULT_PREFIX,
                  result_ttl: float = 86_400.0, **kwargs: Any) -> None:
         self.redis = redis
-        store = RedisRunStore(redis, prefix=prefix, result_ttl=result_ttl)
-        super().__init__(store, ArqQueue(redis, queue_name), flows, **kwargs)
-        self.redis_store = store
+        self.redis_store = RedisRunStore(redis, prefix=prefix, result_ttl=result_ttl)
+        super().__init__(self.redis_store, ArqQueue(redis, queue_name), flows, **kwargs)
+
+    async def find_blueprint(self, blueprint_id: str,
+                             version: str | None) -> WorkflowBlueprint:
+        return await catalog.find(self.redis, self.redis_store.prefix, blueprint_id, version)
+
+
+class ArqAdapter(BaseDistributedAdapter):
+    """BaseDistributedAdapter (the worker side, and control) on RedisRunStore and ArqQueue."""
+
+    def __init__(self, redis: ArqRedis, flows: Flows = (), *,
+                 queue_name: str = DEFAULT_QUEUE, prefix: str = DEFAULT_PREFIX,
+                 result_ttl: float = 86_400.0, **kwargs: Any) -> None:
+        self.redis = redis
+        self.redis_store = RedisRunStore(redis, prefix=prefix, result_ttl=result_ttl)
+        super().__init__(self.redis_store, ArqQueue(redis, queue_name), flows, **kwargs)
 
 
 async def run_node_job(ctx: dict[str, Any], payload: Any) -> None:
@@ -200,6 +217,7 @@ def worker_settings(
 
     async def startup(ctx: dict[str, Any]) -> None:
         adapter = ctx[ADAPTER_CTX_KEY] = ArqAdapter(ctx["redis"], flow_list, **adapter_kwargs)
+        await catalog.publish(ctx["redis"], prefix, adapter.blueprints)
         if every is not None:
             reconciler.start(ctx, reconciler.Reconciler(
                 ctx["redis"], adapter.reconcile, prefix=prefix, every=every,
@@ -239,6 +257,7 @@ __all__ = [
     "DEFAULT_QUEUE",
     "NODE_FUNCTION",
     "ArqAdapter",
+    "ArqControl",
     "ArqQueue",
     "deserialize",
     "node_function",

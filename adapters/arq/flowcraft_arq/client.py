@@ -20,7 +20,7 @@ from flowcraft.result import WorkflowResult
 from flowcraft_arq.adapter import (
     DEFAULT_QUEUE,
     RETRY_ON,
-    ArqAdapter,
+    ArqControl,
     connection_retry,
     deserialize,
     serialize,
@@ -39,8 +39,9 @@ class FlowcraftClient:
     """The caller's side of distributed runs.
 
     `redis` is an `arq.connections.ArqRedis` (or a plain `redis.asyncio.Redis` connection pool
-    is wrapped into one). `flows` are the flows this client may start; they must be the same
-    (same ids, versions and `uses` keys) as the workers'.
+    is wrapped into one). `flows` are flows this client may start; they must be the same (same
+    ids, versions and `uses` keys) as the workers'. Without them the client starts, resumes and
+    reconciles the flows the workers published by name: it never needs node code.
     """
 
     def __init__(self, redis: Any, *, flows: Flows = (), queue_name: str = DEFAULT_QUEUE,
@@ -55,7 +56,7 @@ class FlowcraftClient:
         self._owns_redis = False
         self.queue_name = queue_name
         self.prefix = prefix
-        self.adapter = ArqAdapter(redis, flows, queue_name=queue_name, prefix=prefix,
+        self.adapter = ArqControl(redis, flows, queue_name=queue_name, prefix=prefix,
                                   result_ttl=result_ttl, registry=registry,
                                   event_bus=event_bus, stream_events=stream_events,
                                   middleware=middleware)
@@ -91,9 +92,14 @@ class FlowcraftClient:
         self.adapter.register(flow)
 
     async def start(self, flow: str | Flow | WorkflowBlueprint,
-                    context: Mapping[str, Any] | None = None, run_id: str | None = None) -> str:
-        """Start a run (idempotent on `run_id`); returns once its start jobs are queued."""
-        return await self.adapter.start_run(flow, context, run_id)
+                    context: Mapping[str, Any] | None = None, run_id: str | None = None, *,
+                    version: str | None = None) -> str:
+        """Start a run (idempotent on `run_id`); returns once its start jobs are queued.
+
+        A flow named by id that this client was not given is one the workers serve (at
+        `version`, or the one most recently published); BlueprintError names what is served
+        when no worker serves it."""
+        return await self.adapter.start_run(flow, context, run_id, version=version)
 
     async def status(self, run_id: str) -> str:
         """"running" | "awaiting" | "completed" | "failed" | "cancelled"."""

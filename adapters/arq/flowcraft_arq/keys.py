@@ -64,6 +64,12 @@ def reconcile_lock_key(prefix: str) -> str:
     return f"{prefix}:reconcile:lock"
 
 
+def catalog_key(prefix: str) -> str:
+    """Global hash: `<blueprint id>@<version>` -> the blueprint the workers serve (published by
+    every worker at start-up, read by clients that start flows by name; no expiry)."""
+    return f"{prefix}:blueprints"
+
+
 class MetaField:
     """The grammar of the meta hash's bookkeeping fields, named once (the Lua scripts, which
     spell them too, document each in `lua/lib.lua`): `<tag><node>#<iteration>[/<item>]`."""
@@ -85,5 +91,5 @@ def run_pattern(prefix: str) -> str:
     return f"{prefix}:*"
 
 
-__all__ = ["DEFAULT_PREFIX", "MetaField", "RunKeys", "active_key", "reconcile_lock_key",
-           "run_pattern", "runs_index_key"]
+__all__ = ["DEFAULT_PREFIX", "MetaField", "RunKeys", "active_key", "catalog_key",
+           "reconcile_lock_key", "run_pattern", "runs_index_key"]

@@ -36,7 +36,7 @@ from dist_scenarios import (
 )
 from flowcraft_arq import ArqAdapter, RunKeys, active_key
 from flowcraft_arq.adapter import ADAPTER_CTX_KEY
-from flowcraft_arq.keys import runs_index_key
+from flowcraft_arq.keys import catalog_key, runs_index_key
 from redis.asyncio import Redis
 
 from flowcraft import Flow, FlowcraftError, FlowRuntime, WorkflowResult
@@ -374,8 +374,9 @@ async def test_finished_runs_keys_carry_ttl_and_every_key_has_the_runs_hash_tag(
     runs = (done, failed, failed_waiting, cancelled)
     keys = [k.decode() async for k in redis.scan_iter(match=f"{fc_prefix}:*")]
     assert keys
-    # the documented globals: the reconciler's index, the dashboard's run list
-    globals_ = {active_key(fc_prefix), runs_index_key(fc_prefix)}
+    # the documented globals: the reconciler's index, the dashboard's run list, the
+    # blueprints the workers serve
+    globals_ = {active_key(fc_prefix), runs_index_key(fc_prefix), catalog_key(fc_prefix)}
     for key in keys:
         if key in globals_:
             continue

@@ -6,8 +6,9 @@ for a concrete technology implements (see `flowcraft_arq` for Redis + arq); `Mem
 """
 
 from flowcraft.distributed.adapter import BaseDistributedAdapter
+from flowcraft.distributed.completion import DEFAULT_STREAM_EVENTS, Completer
 from flowcraft.distributed.context import BufferedContext
-from flowcraft.distributed.control import DEFAULT_STREAM_EVENTS, Control
+from flowcraft.distributed.control import Control
 from flowcraft.distributed.memory import MemoryStore
 from flowcraft.distributed.memory_queue import MemoryQueue
 from flowcraft.distributed.protocols import (
@@ -37,6 +38,7 @@ __all__ = [
     "ClaimOutcome",
     "CommitOutcome",
     "CommitRequest",
+    "Completer",
     "Control",
     "CoordinationStore",
     "FailRequest",

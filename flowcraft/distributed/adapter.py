@@ -7,7 +7,7 @@ cancels and reconciles runs (`control.py`) and runs node jobs (`worker.py`) agai
 
 from __future__ import annotations
 
-from flowcraft.distributed.control import DEFAULT_STREAM_EVENTS, Flows
+from flowcraft.distributed.completion import DEFAULT_STREAM_EVENTS, Flows
 from flowcraft.distributed.worker import JobWorker, VersionMismatch
 
 

@@ -26,8 +26,9 @@ from flowcraft.builtins import run_builtin
 from flowcraft.builtins.batch import concurrency_of, finish_batch, item_context
 from flowcraft.builtins.kinds import Handoff, Suspended
 from flowcraft.context import OUTPUTS_PREFIX, NodeScopedContext, ensure_encodable, output_key
+from flowcraft.distributed.completion import DEFAULT_STREAM_EVENTS, Flows, timestamp
 from flowcraft.distributed.context import BufferedContext
-from flowcraft.distributed.control import DEFAULT_STREAM_EVENTS, Control, Flows, timestamp
+from flowcraft.distributed.control import Control
 from flowcraft.distributed.jobtrace import CURRENT_JOB, JobTrace
 from flowcraft.distributed.protocols import (
     CommitRequest,

@@ -57,7 +57,8 @@ if _url:  # imported by `arq examples.demo_dist.WorkerSettings` in a worker proc
     WorkerSettings = worker_settings(
         [flow], redis_settings=RedisSettings.from_dsn(_url),
         queue_name=os.environ["FLOWCRAFT_QUEUE"], prefix=os.environ["FLOWCRAFT_PREFIX"],
-        event_bus=WorkerProgress())
+        event_bus=WorkerProgress(),
+        max_jobs=2)  # small, so the three-way fan-out visibly spreads over both workers
 
 
 # -- the demo's processes ------------------------------------------------------------------

@@ -8,7 +8,6 @@ protocol changes, this module is the one to update.
 
 from __future__ import annotations
 
-import inspect
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,16 +24,15 @@ from flowcraft.distributed.protocols import (
     CommitOutcome,
     CommitRequest,
     FailRequest,
+    InstanceRef,
     JobRef,
     ReconcileOutcome,
+    Refusal,
     Resolution,
     StartOutcome,
 )
-from flowcraft.runtime.graph import BACK, EXIT, Graph
+from flowcraft.runtime.graph import Graph
 
-SAME, FRESH, PARENT = 0, 1, 2  # iteration modes of a routing decision, while it has them
-# whether scatter takes a batch's concurrency (items beyond it are held back)
-SCATTER_CONCURRENCY = "concurrency" in inspect.signature(MemoryStore.scatter).parameters
 TS = "2026-01-01T00:00:00+00:00"
 LEASE_MS = 600_000  # ten minutes: no lease expires while an example runs
 
@@ -118,7 +116,7 @@ def _jobs(refs: Sequence[JobRef]) -> tuple[Job, ...]:
 
 def _outcome(out: ClaimOutcome | CommitOutcome | StartOutcome | ReconcileOutcome) -> Answer:
     if isinstance(out, ClaimOutcome):
-        return Answer(out.ok, out.reason, _jobs(out.jobs), out.status,
+        return Answer(out.ok, _reason(out.reason), _jobs(out.jobs), out.status,
                       extra={"input": _json(out.input) if out.ok else None,
                              "gathered": out.gathered})
     if isinstance(out, StartOutcome):
@@ -126,8 +124,12 @@ def _outcome(out: ClaimOutcome | CommitOutcome | StartOutcome | ReconcileOutcome
     if isinstance(out, ReconcileOutcome):
         return Answer(True, "", _jobs(out.jobs), out.status, out.finished,
                       extra={"refired": out.refired, "blueprint_id": out.blueprint_id})
-    return Answer(out.ok, out.reason, _jobs(out.jobs), out.status, out.finished,
+    return Answer(out.ok, _reason(out.reason), _jobs(out.jobs), out.status, out.finished,
                   extra={"gathered": _json(out.gathered)})
+
+
+def _reason(reason: Refusal | str | None) -> str:
+    return "" if reason is None else str(reason)
 
 
 class StoreDriver:
@@ -147,58 +149,49 @@ class StoreDriver:
                 "created": "0"}
         return _outcome(await self.store.start_run(step.run, self.spec, dict(step.context), meta))
 
-    async def _claim(self, step: Step) -> Answer:
+    def _ref(self, step: Step, *, whole: bool = False) -> InstanceRef:
         node, iteration, item = step.inst
-        return _outcome(await self.store.claim(step.run, self.spec, node, iteration, step.token,
-                                               LEASE_MS, item))
+        return InstanceRef(step.run, node, iteration, -1 if whole else item)
+
+    async def _claim(self, step: Step) -> Answer:
+        return _outcome(await self.store.claim(self._ref(step), step.token, LEASE_MS))
+
+    async def _adopt(self, step: Step) -> Answer:
+        return _outcome(await self.store.claim(self._ref(step, whole=True), step.token,
+                                               LEASE_MS, adopt=True))
 
     async def _renew(self, step: Step) -> Answer:
-        node, iteration, item = step.inst
-        status = await self.store.renew(step.run, node, iteration, step.token, LEASE_MS, item)
+        status = await self.store.renew(self._ref(step), step.token, LEASE_MS)
         return Answer(status is not None, status=status or "")
 
-    def _resolution(self, edge: int, taken: bool, value: bytes) -> Resolution:
-        """A routing decision as the adapter sends it. Where `Resolution` still carries an
-        iteration mode, it follows from the edge's kind: back edges continue a loop at a fresh
-        iteration, exit edges leave it at its entry iteration."""
-        if "mode" not in Resolution.__struct_fields__:
-            return Resolution(edge, taken, value)
-        kind = self.spec.edges[edge].kind
-        mode = FRESH if kind == BACK else PARENT if kind == EXIT else SAME
-        return Resolution(edge, taken, value, mode)  # type: ignore[call-arg]
-
     def _request(self, step: Step) -> CommitRequest:
-        node, iteration, item = step.inst
         return CommitRequest(
-            node_index=node, iteration=iteration, token=step.token,
-            node_id=step.await_id or "", writes=step.writes,
-            resolutions=[self._resolution(*r) for r in step.resolutions], timestamp=TS,
+            token=step.token, node_id=step.await_id or "", writes=step.writes,
+            resolutions=[Resolution(*r) for r in step.resolutions], timestamp=TS,
             await_details=b"{}" if step.await_id is not None else None,
-            defer_ms=step.defer_ms, item=item, item_output=step.output, lease_ms=LEASE_MS,
-            park=step.park)
+            defer_ms=step.defer_ms, item_output=step.output, lease_ms=LEASE_MS, park=step.park)
 
     async def _commit(self, step: Step) -> Answer:
-        return _outcome(await self.store.commit(step.run, self.spec, self._request(step)))
+        return _outcome(await self.store.commit(self._ref(step), self.spec, self._request(step)))
 
     async def _resume(self, step: Step) -> Answer:
-        return _outcome(await self.store.resume(step.run, self.spec, self._request(step)))
+        return _outcome(await self.store.resume(self._ref(step, whole=True), self.spec,
+                                                self._request(step)))
 
     async def _fail(self, step: Step) -> Answer:
-        node, iteration, item = step.inst
-        request = FailRequest(node_index=node, iteration=iteration, token=step.token,
-                              error=step.error, writes=step.writes, pills=step.pills,
-                              timestamp=TS, item=item)
-        return _outcome(await self.store.fail(step.run, self.spec, request))
+        request = FailRequest(token=step.token, error=step.error, writes=step.writes,
+                              pills=step.pills, timestamp=TS)
+        return _outcome(await self.store.fail(self._ref(step), self.spec, request))
 
     async def _release(self, step: Step) -> Answer:
-        node, iteration, item = step.inst
-        return _outcome(await self.store.release(step.run, node, iteration, step.token, item))
+        return _outcome(await self.store.release(self._ref(step), step.token))
 
     async def _scatter(self, step: Step) -> Answer:
-        node, iteration, _ = step.inst
-        limit = {"concurrency": step.concurrency} if step.concurrency else {}
-        return _outcome(await self.store.scatter(step.run, self.spec, node, iteration,
-                                                 step.token, step.items, **limit))
+        return _outcome(await self.store.hand_off(self._ref(step, whole=True), step.token,
+                                                  step.items, concurrency=step.concurrency))
+
+    async def _park(self, step: Step) -> Answer:
+        return _outcome(await self.store.hand_off(self._ref(step, whole=True), step.token))
 
     async def _cancel(self, step: Step) -> Answer:
         return _outcome(await self.store.cancel(step.run, TS))
@@ -206,23 +199,13 @@ class StoreDriver:
     async def _reconcile(self, step: Step) -> Answer:
         return _outcome(await self.store.reconcile_run(step.run, TS, step.stalled_ms))
 
-    async def _park(self, step: Step) -> Answer:
-        node, iteration, _ = step.inst
-        return _outcome(await self.store.park(step.run, node, iteration, step.token))
-
-    async def _adopt(self, step: Step) -> Answer:
-        node, iteration, _ = step.inst
-        adopted = await self.store.adopt(step.run, node, iteration, step.token, LEASE_MS)
-        return Answer(bool(adopted))
-
     async def _ack(self, step: Step) -> Answer:
         refs = [JobRef(n, it, epoch, 0, item) for n, it, item, epoch, _ in step.jobs]
         await self.store.ack(step.run, refs)
         return Answer(True)
 
     async def _loop_count(self, step: Step) -> Answer:
-        node, iteration, _ = step.inst
-        count = await self.store.loop_count(step.run, node, iteration)
+        count = await self.store.loop_count(self._ref(step, whole=True))
         return Answer(True, extra={"count": count})
 
     async def observe(self, run_id: str) -> Observed:
@@ -352,6 +335,6 @@ def job_of(key: str) -> Job:
     return node, iteration, item, int(epoch), False
 
 
-__all__ = ["LEASE_MS", "SCATTER_CONCURRENCY", "TS", "Answer", "Inst", "Job", "MemoryDriver",
+__all__ = ["LEASE_MS", "TS", "Answer", "Inst", "Job", "MemoryDriver",
            "Observed", "Pair", "RedisDriver", "Res", "Step", "StoreDriver", "Write", "inst_of",
            "job_of", "key_of", "replay"]

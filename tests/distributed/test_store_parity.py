@@ -31,7 +31,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from parity_stores import (
-    SCATTER_CONCURRENCY,
     TS,
     Inst,
     Observed,
@@ -57,10 +56,7 @@ from flowcraft.result import WorkflowError
 from flowcraft.runtime.graph import BACK, EXIT, Graph
 
 # How the Lua scripts disagree with the model today (the xfail tests at the end show each).
-KNOWN = frozenset({
-    "reconcile_awaiting", "cancel_awaiting", "awaiting_order", "failure_after_cancel",
-    "gathered_epoch", "adopted_epoch", "adopted_input", "resumed_subflow", "stalled_ms",
-})
+KNOWN = frozenset({"resumed_subflow"})
 
 
 def known(name: str, reason: str) -> pytest.MarkDecorator:
@@ -263,7 +259,7 @@ class Harness:
                         pills=pills, error=_error(compiled.id))
         if kind == "scatter":
             items = tuple(data.draw(st.lists(values, min_size=1, max_size=3)))
-            limit = data.draw(st.integers(0, 2)) if SCATTER_CONCURRENCY else 0
+            limit = data.draw(st.integers(0, 2))
             return Step("scatter", inst=inst, token=token, items=items, concurrency=limit)
         return Step(kind, inst=inst, token=token)
 

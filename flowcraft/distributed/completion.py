@@ -42,6 +42,7 @@ from flowcraft.events import (
     JobEnqueued,
     NodeErrorEvent,
     NodeFinish,
+    WorkflowFinish,
     as_emitter,
     encode_event,
 )
@@ -185,7 +186,13 @@ class Completer:
     # -- completing instances ---------------------------------------------------------------
 
     async def ended(self, run_id: str, outcome: CommitOutcome) -> None:
-        """After a run ended or paused: if it is a child run, complete its subflow node."""
+        """After a run ended or paused: tell the local bus (the store logged it already) and,
+        if it is a child run, complete its subflow node."""
+        if outcome.finished and self._emit is not None:
+            result = await self.store.result(run_id)
+            if result is not None:
+                await self._emit(WorkflowFinish(run_id=run_id, blueprint_id=result.blueprint_id,
+                                                status=result.status, errors=result.errors))
         if outcome.finished or outcome.status == "awaiting":
             await self.notify_parent(run_id)
 

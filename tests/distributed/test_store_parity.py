@@ -60,6 +60,7 @@ KNOWN = frozenset({"resumed_subflow"})
 
 
 def known(name: str, reason: str) -> pytest.MarkDecorator:
+    """The test of disagreement `name`: expected to fail while the name is in KNOWN."""
     return pytest.mark.xfail(name in KNOWN, strict=True, reason=reason)
 
 
@@ -381,7 +382,8 @@ def test_memory_store_and_lua_scripts_agree(redis_url: str) -> None:
     assert tally["complete"] >= min(EXAMPLES, 50)
 
 
-# -- disagreements the property found, minimised; each is tolerated above until fixed ---------
+# -- disagreements the property found, minimised. Each reason says how the two stores differed;
+# -- the test is an xfail (and the property steers around it) only while its name is in KNOWN.
 
 def _graph(nodes: tuple[str, ...], edges: tuple[tuple[str, str], ...] = ()) -> Graph:
     blueprint = WorkflowBlueprint("parity", tuple(NodeDefinition(n, "fn") for n in nodes),

@@ -15,7 +15,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -26,7 +26,7 @@ from flowcraft.builtins import run_builtin
 from flowcraft.builtins.batch import concurrency_of, finish_batch, item_context
 from flowcraft.builtins.kinds import Handoff, Suspended
 from flowcraft.context import OUTPUTS_PREFIX, NodeScopedContext, ensure_encodable, output_key
-from flowcraft.distributed.completion import DEFAULT_STREAM_EVENTS, Flows, timestamp
+from flowcraft.distributed.completion import Flows, timestamp
 from flowcraft.distributed.context import BufferedContext
 from flowcraft.distributed.control import Control
 from flowcraft.distributed.jobtrace import CURRENT_JOB, JobTrace
@@ -151,24 +151,12 @@ class JobWorker(Control):
 
     executes_code = True
 
-    def __init__(
-        self,
-        store: CoordinationStore,
-        queue: JobQueue,
-        flows: Flows = (),
-        *,
-        registry: Mapping[str, Any] | None = None,
-        dependencies: Mapping[str, Any] | None = None,
-        middleware: Sequence[Any] = (),
-        event_bus: Any = None,
-        evaluator: ExpressionEvaluator | None = None,
-        lease_ms: int = 30_000,
-        version_grace_s: float = 60.0,
-        stream_events: Iterable[str] = DEFAULT_STREAM_EVENTS,
-    ) -> None:
-        super().__init__(store, queue, flows, registry=registry, middleware=middleware,
-                         event_bus=event_bus, evaluator=evaluator, lease_ms=lease_ms,
-                         stream_events=stream_events)
+    def __init__(self, store: CoordinationStore, queue: JobQueue, flows: Flows = (), *,
+                 dependencies: Mapping[str, Any] | None = None, version_grace_s: float = 60.0,
+                 **options: Any) -> None:
+        """`options` are the control side's (`Completer`): registry, middleware, event_bus,
+        evaluator, lease_ms, stream_events."""
+        super().__init__(store, queue, flows, **options)
         self.dependencies: Mapping[str, Any] = dependencies or {}
         self.version_grace_s = version_grace_s
         self._input_keys: dict[int, tuple[str, ...]] = {}

@@ -117,6 +117,13 @@ class ArqQueue:
                                          _queue_name=self.queue_name, _defer_until=defer)
 
 
+def on_redis(redis: ArqRedis, queue_name: str, prefix: str,
+             result_ttl: float) -> tuple[ArqRedis, RedisRunStore, ArqQueue]:
+    """The store and queue the control and worker sides share on one connection pool."""
+    return redis, RedisRunStore(redis, prefix=prefix, result_ttl=result_ttl), ArqQueue(
+        redis, queue_name)
+
+
 class ArqControl(Control):
     """The control side on RedisRunStore and ArqQueue: all a client needs. Blueprints it was
     not given come from the ones the workers published (start by name)."""
@@ -124,9 +131,8 @@ class ArqControl(Control):
     def __init__(self, redis: ArqRedis, flows: Flows = (), *,
                  queue_name: str = DEFAULT_QUEUE, prefix: str = DEFAULT_PREFIX,
                  result_ttl: float = 86_400.0, **kwargs: Any) -> None:
-        self.redis = redis
-        self.redis_store = RedisRunStore(redis, prefix=prefix, result_ttl=result_ttl)
-        super().__init__(self.redis_store, ArqQueue(redis, queue_name), flows, **kwargs)
+        self.redis, self.redis_store, queue = on_redis(redis, queue_name, prefix, result_ttl)
+        super().__init__(self.redis_store, queue, flows, **kwargs)
 
     async def find_blueprint(self, blueprint_id: str,
                              version: str | None) -> WorkflowBlueprint:
@@ -139,9 +145,8 @@ class ArqAdapter(BaseDistributedAdapter):
     def __init__(self, redis: ArqRedis, flows: Flows = (), *,
                  queue_name: str = DEFAULT_QUEUE, prefix: str = DEFAULT_PREFIX,
                  result_ttl: float = 86_400.0, **kwargs: Any) -> None:
-        self.redis = redis
-        self.redis_store = RedisRunStore(redis, prefix=prefix, result_ttl=result_ttl)
-        super().__init__(self.redis_store, ArqQueue(redis, queue_name), flows, **kwargs)
+        self.redis, self.redis_store, queue = on_redis(redis, queue_name, prefix, result_ttl)
+        super().__init__(self.redis_store, queue, flows, **kwargs)
 
 
 async def run_node_job(ctx: dict[str, Any], payload: Any) -> None:

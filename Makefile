@@ -48,7 +48,8 @@ bench-dist: $(DEV_STAMP)
 # The long campaign (not part of `make test`, which runs a 60 s soak): 10,000 fuzz examples
 # per property, an 11-minute soak with SIGKILLs, a soak with Redis restarts, the load test.
 chaos: $(DEV_STAMP)
-	FLOWCRAFT_FUZZ_EXAMPLES=10000 $(VENV)/bin/pytest -q tests/fuzz tests/test_expressions.py
+	FLOWCRAFT_FUZZ_EXAMPLES=10000 $(VENV)/bin/pytest -q tests/fuzz tests/test_expressions.py \
+		tests/distributed/test_store_parity.py
 	$(PY) -m tests.chaos.soak --seconds 660 --runs 5600 --workers 3 --kill-every-ms 3000 --json
 	$(PY) -m tests.chaos.soak --seconds 180 --runs 600 --workers 3 --kill-every-ms 3000 \
 		--redis-restart --restart-every-s 20 --json

@@ -56,7 +56,7 @@ from flowcraft.result import WorkflowError
 from flowcraft.runtime.graph import BACK, EXIT, Graph
 
 # How the Lua scripts disagree with the model today (the xfail tests at the end show each).
-KNOWN = frozenset({"resumed_subflow"})
+KNOWN: frozenset[str] = frozenset()
 
 
 def known(name: str, reason: str) -> pytest.MarkDecorator:

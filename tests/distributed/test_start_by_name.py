@@ -36,7 +36,7 @@ async def test_a_client_without_node_code_starts_waits_and_resumes_by_name(
                                  timeout=120, check=True)
     finally:
         await redis.aclose()
-    assert b"wait_actions@" in published
+    assert b'["wait_actions",null]' in published
     seen: dict[str, Any] = json.loads(out.stdout)
     assert seen["paused"] == ["awaiting", ["review"]]
     assert seen["done"] == ["completed", ["A", "ok", "order", "review", "started"]]

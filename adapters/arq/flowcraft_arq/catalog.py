@@ -25,8 +25,9 @@ class Published(msgspec.Struct, frozen=True):
     published_ms: int
 
 
-def _field(blueprint_id: str, version: str | None) -> str:
-    return f"{blueprint_id}@{version or ''}"
+def _field(blueprint_id: str, version: str | None) -> bytes:
+    """The hash field of one served version: `[id, version]` as JSON (any id is safe)."""
+    return msgspec.json.encode((blueprint_id, version))
 
 
 async def publish(redis: Redis, prefix: str, blueprints: Iterable[WorkflowBlueprint]) -> None:
@@ -43,9 +44,9 @@ async def find(redis: Redis, prefix: str, blueprint_id: str,
     """The served blueprint `blueprint_id` at `version` (None: the one most recently
     published); BlueprintError naming the flow and what is served when there is none."""
     raw = await redis.hgetall(catalog_key(prefix))  # type: ignore[misc]
-    served: dict[str, list[tuple[str, Published]]] = {}
+    served: dict[str, list[tuple[str | None, Published]]] = {}
     for field, value in raw.items():
-        name, _, served_version = field.decode().rpartition("@")
+        name, served_version = msgspec.json.decode(field, type=tuple[str, str | None])
         published = msgspec.json.decode(value, type=Published)
         served.setdefault(name, []).append((served_version, published))
     versions = served.get(blueprint_id, [])

@@ -65,8 +65,9 @@ def reconcile_lock_key(prefix: str) -> str:
 
 
 def catalog_key(prefix: str) -> str:
-    """Global hash: `<blueprint id>@<version>` -> the blueprint the workers serve (published by
-    every worker at start-up, read by clients that start flows by name; no expiry)."""
+    """Global hash: `[blueprint id, version]` (JSON) -> the blueprint the workers serve
+    (published by every worker at start-up, read by clients that start flows by name; no
+    expiry)."""
     return f"{prefix}:blueprints"
 
 

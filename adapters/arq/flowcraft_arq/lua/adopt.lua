@@ -14,8 +14,7 @@ end
 if m[2] ~= 'S' then
   return {0, 'not_fired', m[1]}
 end
-local saved = redis.call('HGET', K_META, 'sp:' .. ikey(A.n, A.it)) or '0|null'
-local epoch, input = string.match(saved, '^(%d+)|(.*)$')
-redis.call('HSET', K_META, field, 'F' .. epoch .. '|' .. A.tok .. '|' .. fmt(A.now + A.lease)
-  .. '|' .. fmt(A.now) .. '|' .. input)
-return {1, '', m[1], input, 0}
+local r = parse(redis.call('HGET', K_META, 'sp:' .. ikey(A.n, A.it)) or 'F0|||0|null')
+r.tok, r.exp, r.fat = A.tok, A.now + A.lease, A.now
+redis.call('HSET', K_META, field, record(r))
+return {1, '', m[1], r.input, 0}

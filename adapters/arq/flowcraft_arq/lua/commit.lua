@@ -77,7 +77,7 @@ local waits = tonumber(m[4] or '0')
 if A.aw then
   put('w:' .. ikey(A.n, A.it), A.aw)
   -- a subflow node parked again by a resume keeps its epoch and input (see park.lua)
-  put('sp:' .. ikey(A.n, A.it), fmt(r.epoch) .. '|' .. r.input)
+  put('sp:' .. ikey(A.n, A.it), saved(r))
   waits = waits + 1
   put('waits', fmt(waits))
 elseif status == 'running' and #A.r > 0 then

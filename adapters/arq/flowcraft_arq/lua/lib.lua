@@ -17,7 +17,7 @@
 --   b:n#it     items of a batch still running     bn:n#it  items of the batch
 --   bq:n#it    index of the next item held back by the batch's concurrency ("H<input>")
 --   be:n#it    epoch of a batch instance while its items run
---   sp:n#it    "<epoch>|<input>" of a parked subflow instance, for adopt
+--   sp:n#it    a parked subflow instance's record ("F<epoch>|||0|<input>"), for adopt
 --   v:n#it/k   output (JSON) of item k
 --   o:n#it#ep  outbox: "n,it,epoch,defer ms" of a job decided but not yet confirmed queued
 --   j:n#it     resolved required edges of a join      t:n#it  taken edges of an `any` join
@@ -104,6 +104,11 @@ end
 local function record(r)
   return r.kind .. fmt(r.epoch) .. '|' .. r.tok .. '|' .. fmt(r.exp) .. '|' .. fmt(r.fat)
     .. '|' .. r.input
+end
+
+-- an instance record as it waits while parked (`sp:`): epoch and input, no lease
+local function saved(r)
+  return record({kind = 'F', epoch = r.epoch, tok = '', exp = 0, fat = 0, input = r.input})
 end
 
 local function apply_writes(w)

@@ -6,5 +6,5 @@ local field, status, r = held()
 if not field then
   return status  -- the refusal
 end
-redis.call('HSET', K_META, field, 'S', 'sp:' .. ikey(A.n, A.it), fmt(r.epoch) .. '|' .. r.input)
+redis.call('HSET', K_META, field, 'S', 'sp:' .. ikey(A.n, A.it), saved(r))
 return {1, '', status, 0}

@@ -7,8 +7,9 @@ TS shapes (scatter/gather pairs) become our constructs here, once, for every hos
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from flowcraft.blueprint import NodeConfig, WorkflowBlueprint
 from flowcraft.builtins.kinds import BATCH, BUILTIN_KINDS, LOOP_CONTROLLER
@@ -145,4 +146,21 @@ class Graph:
         }
 
 
-__all__ = ["BACK", "BREAK", "CONTINUE", "EXIT", "NORMAL", "CompiledEdge", "CompiledNode", "Graph"]
+T = TypeVar("T")
+
+
+def per_graph(build: Callable[[Graph], T]) -> Callable[[Graph], T]:
+    """`build(graph)`, computed once per compiled graph (cached weakly, so it goes with it)."""
+    cache: weakref.WeakKeyDictionary[Graph, T] = weakref.WeakKeyDictionary()
+
+    def cached(graph: Graph) -> T:
+        value = cache.get(graph)
+        if value is None:
+            value = cache[graph] = build(graph)
+        return value
+
+    return cached
+
+
+__all__ = ["BACK", "BREAK", "CONTINUE", "EXIT", "NORMAL", "CompiledEdge", "CompiledNode", "Graph",
+           "per_graph"]

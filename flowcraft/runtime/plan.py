@@ -6,10 +6,8 @@ edge decisions); for most nodes these never change, so they are looked up here b
 
 from __future__ import annotations
 
-import weakref
-
 from flowcraft.context import output_key
-from flowcraft.runtime.graph import CompiledNode, Graph
+from flowcraft.runtime.graph import CompiledNode, Graph, per_graph
 from flowcraft.runtime.spec import GraphSpec, graph_spec
 
 
@@ -39,15 +37,8 @@ def _plain_edges(node: CompiledNode) -> tuple[int, ...] | None:
     return tuple(edge.index for edge in node.out_edges)
 
 
-_cache: weakref.WeakKeyDictionary[Graph, RunPlan] = weakref.WeakKeyDictionary()
-
-
-def plan_of(graph: Graph) -> RunPlan:
-    """The (cached) plan of a compiled graph."""
-    plan = _cache.get(graph)
-    if plan is None:
-        plan = _cache[graph] = RunPlan(graph)
-    return plan
+plan_of = per_graph(RunPlan)
+"""The (cached) plan of a compiled graph."""
 
 
 __all__ = ["RunPlan", "plan_of"]

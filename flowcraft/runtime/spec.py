@@ -8,12 +8,11 @@ few hundred bytes), so it is computed once per graph and cached.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 
 import msgspec
 
-from flowcraft.runtime.graph import Graph
+from flowcraft.runtime.graph import Graph, per_graph
 
 ANY, FALLBACK_ONLY, CONTROLLER = 1, 2, 4
 
@@ -63,15 +62,8 @@ class GraphSpec:
         self.json: bytes = msgspec.json.encode(_Wire(self.nodes, self.edges, self.start))
 
 
-_cache: weakref.WeakKeyDictionary[Graph, GraphSpec] = weakref.WeakKeyDictionary()
-
-
-def graph_spec(graph: Graph) -> GraphSpec:
-    """The (cached) spec of a compiled graph."""
-    spec = _cache.get(graph)
-    if spec is None:
-        spec = _cache[graph] = GraphSpec(graph)
-    return spec
+graph_spec = per_graph(GraphSpec)
+"""The (cached) spec of a compiled graph."""
 
 
 __all__ = ["ANY", "CONTROLLER", "FALLBACK_ONLY", "EdgeSpec", "GraphSpec", "NodeSpec",

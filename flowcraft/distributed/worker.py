@@ -94,6 +94,7 @@ class Job:
         self.events: list[Event] = []
         self.record = worker.recorder(self.events)
         self.defer_ms = 0
+        self.settling = False  # the store is told the outcome: the lease ends by itself
 
     # -- Host -------------------------------------------------------------------------------
 
@@ -121,6 +122,7 @@ class Job:
         if not items:
             return []
         run_id = self.payload.run_id
+        self.settling = True
         outcome = await self.worker.store.hand_off(
             self.ref, self.token, [_encode(item) for item in items],
             self.worker.stream(self.events), concurrency_of(node, len(items)))
@@ -135,6 +137,7 @@ class Job:
         worker, parent = self.worker, self.payload.run_id
         await worker.start_run(worker.graph(blueprint_id).id, context, run_id,
                                (parent, node.index, self.payload.iteration))
+        self.settling = True
         parked = await worker.store.hand_off(self.ref, self.token)
         if parked.ok and await worker.store.result(run_id) is not None:
             await worker.notify_parent(run_id)  # the child ended before we parked
@@ -238,7 +241,11 @@ class JobWorker(Control):
         interval = min(self.lease_ms / 3000.0, 1.0)
         while True:
             await anyio.sleep(interval)
+            if job.settling:
+                return
             status = await self.store.renew(job.ref, job.token, self.lease_ms)
+            if job.settling:  # our own commit ended the lease: never cancel its dispatch
+                return
             if status is None or status == "cancelled":
                 log.info("run %s: node %s stops (%s)", job.ref.run_id, job.node.id,
                          "lease lost" if status is None else "run cancelled")
@@ -316,6 +323,7 @@ class JobWorker(Control):
                 result = await run_builtin(node, ctx, job)
         except FlowcraftError as exc:
             cause, attempt = failure_of(exc, ctx.attempt)
+            job.settling = True
             await self.record_failure(job.ref, job.spec, node, job.token, cause, attempt,
                                       job.buffered.encoded_writes(), job.events)
             return JobOutcome.FAILED
@@ -333,6 +341,7 @@ class JobWorker(Control):
         try:
             ensure_encodable(output_key(job.node.id), result.output)
         except ContextError as exc:
+            job.settling = True
             await self.record_failure(job.ref, job.spec, job.node, job.token, ContextError(
                 f"run {job.ref.run_id!r}, node {job.node.id!r}: output {exc}"), 1,
                 job.buffered.encoded_writes(), job.events)
@@ -342,6 +351,7 @@ class JobWorker(Control):
         return await self._commit(job, request)
 
     async def _commit(self, job: Job, request: CommitRequest) -> JobOutcome:
+        job.settling = True
         outcome = await self.commit(job.ref, job.spec, job.node, request)
         return JobOutcome.COMMITTED if outcome.ok else JobOutcome.REJECTED
 
@@ -375,6 +385,7 @@ class JobWorker(Control):
             except ContextError as exc:
                 cause = ContextError(f"run {payload.run_id!r}, node {ctx.node_id!r}: "
                                      f"output {exc}")
+        job.settling = True
         if cause is not None:
             await self.record_failure(job.ref, job.spec, node, job.token, cause, attempt,
                                       job.buffered.encoded_writes(), job.events)

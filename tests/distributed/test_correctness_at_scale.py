@@ -42,3 +42,34 @@ async def test_item_2_the_lease_heartbeat_never_cancels_the_dispatch_of_successo
     assert result.status == "completed", result.errors
     assert result.context["J"] == 300
     assert sum(1 for key in result.context if key.startswith("_outputs.S")) == 300
+
+
+async def double(ctx: NodeContext) -> int:
+    return int(ctx.input) * 2
+
+
+def big_batch() -> Flow:
+    async def items(ctx: NodeContext) -> None:
+        await ctx.context.set("items", list(range(2500)))
+
+    return (Flow("big_batch").node("make", items).batch("work", double, input_key="items")
+            .node("total", count).edge("make", "work").edge("work", "total"))
+
+
+async def test_item_1_large_fan_outs_and_batches_finish(arq_worker: Any,
+                                                        flowcraft_client: Any) -> None:
+    """2,500 successors into an `all` join, and a batch of 2,500 items: one script writes or
+    reads thousands of fields, which Lua's unpack cannot spread in one call (it failed half
+    applied and left the run running). Both complete."""
+    wide, batch = wide_fan_out(2500), big_batch()
+    async with arq_worker([wide, batch], max_jobs=64), \
+            flowcraft_client([wide, batch]) as client:
+        wide_run = await client.start(wide.id)
+        batch_run = await client.start(batch.id)
+        wide_result = await client.wait(wide_run, timeout=90)
+        batch_result = await client.wait(batch_run, timeout=90)
+    assert wide_result.status == "completed", wide_result.errors
+    assert wide_result.context["J"] == 2500
+    assert batch_result.status == "completed", batch_result.errors
+    assert batch_result.context["work"] == [2 * i for i in range(2500)]
+    assert batch_result.context["total"] == 2500

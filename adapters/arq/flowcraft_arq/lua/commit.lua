@@ -48,7 +48,7 @@ if A.item >= 0 then
     for k = 0, total - 1 do
       fields[#fields + 1] = 'v:' .. bk .. '/' .. fmt(k)
     end
-    local vals = redis.call('HMGET', K_META, unpack(fields))
+    local vals = call_sliced('HMGET', K_META, fields)
     for i = 1, #fields do
       if W[fields[i]] ~= nil then
         vals[i] = W[fields[i]]

@@ -35,6 +35,23 @@ local A = cmsgpack.unpack(ARGV[5])
 
 local W, WN, EV = {}, {}, {}
 
+-- redis.call(cmd, key, args...) in slices of at most SLICE values (even, so field/value
+-- pairs stay together): Lua's unpack cannot spread more than a few thousand values, and a script
+-- that stopped there would leave its earlier writes applied. Returns the replies joined.
+local SLICE = 2000
+local function call_sliced(cmd, key, args)
+  local out = {}
+  for i = 1, #args, SLICE do
+    local reply = redis.call(cmd, key, unpack(args, i, math.min(i + SLICE - 1, #args)))
+    if type(reply) == 'table' then
+      for k = 1, #reply do
+        out[#out + 1] = reply[k]
+      end
+    end
+  end
+  return out
+end
+
 local function put(f, v)
   if W[f] == nil then
     WN[#WN + 1] = f
@@ -65,18 +82,19 @@ local function flush()
       args[#args + 1] = WN[i]
       args[#args + 1] = W[WN[i]]
     end
-    redis.call('HSET', K_META, unpack(args))
+    call_sliced('HSET', K_META, args)
     W, WN = {}, {}
   end
-  if #EV > 0 then
-    local args = {K_EVENTS, 'MAXLEN', '~', MAXLEN, '*'}
-    for i = 1, #EV do
+  -- one stream entry per script call, or per SLICE / 2 events of a very large one
+  for first = 1, #EV, SLICE / 2 do
+    local args = {'MAXLEN', '~', MAXLEN, '*'}
+    for i = first, math.min(first + SLICE / 2 - 1, #EV) do
       args[#args + 1] = EV[i][1] .. i
       args[#args + 1] = EV[i][2]
     end
-    redis.call('XADD', unpack(args))
-    EV = {}
+    redis.call('XADD', K_EVENTS, unpack(args))
   end
+  EV = {}
 end
 
 local function fmt(n)
@@ -125,7 +143,7 @@ local function apply_writes(w)
     end
   end
   if not has_del then
-    redis.call('HSET', K_CTX, unpack(sets))
+    call_sliced('HSET', K_CTX, sets)
     return
   end
   -- writes are ordered; a key both set and deleted keeps its last operation
@@ -252,7 +270,7 @@ local function drop_unleased(now)
     end
   end
   if #stale > 0 then
-    redis.call('HDEL', K_META, unpack(stale))
+    call_sliced('HDEL', K_META, stale)
     put('waits', '0')
   end
   return dropped
@@ -329,7 +347,7 @@ local function resolve(G, e, it, taken, value, fired, skips, defer, now)
   for i = 1, #required do
     fields[i] = 'e:' .. fmt(required[i]) .. '#' .. fmt(it)
   end
-  local stored = redis.call('HMGET', K_META, unpack(fields))
+  local stored = call_sliced('HMGET', K_META, fields)
   local parts = {}
   for i = 1, #required do
     local v = W[fields[i]]

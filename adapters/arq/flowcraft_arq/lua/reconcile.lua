@@ -66,7 +66,7 @@ for i = 1, #jobs do
   end
 end
 if #stale > 0 then
-  redis.call('HDEL', K_META, unpack(stale))
+  call_sliced('HDEL', K_META, stale)
 end
 flush()
 return out

@@ -23,7 +23,7 @@ end
 put('live', fmt(#A.start))
 put('iter', '0')
 if #A.ctx > 0 then
-  redis.call('HSET', K_CTX, unpack(A.ctx))
+  call_sliced('HSET', K_CTX, A.ctx)
 end
 redis.call('SET', K_BP, A.bp)
 events(A.ev)

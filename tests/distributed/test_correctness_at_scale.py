@@ -3,7 +3,10 @@ scale and over time"), each named after its item, against real redis-server and 
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
+
+import pytest
 
 from flowcraft import Flow, NodeContext
 
@@ -73,3 +76,34 @@ async def test_item_1_large_fan_outs_and_batches_finish(arq_worker: Any,
     assert batch_result.status == "completed", batch_result.errors
     assert batch_result.context["work"] == [2 * i for i in range(2500)]
     assert batch_result.context["total"] == 2500
+
+
+async def test_item_8_two_apps_on_one_redis_with_default_queue_names(redis_url: str) -> None:
+    """Two apps with different key prefixes and no queue_name: each has its own queue (named
+    after its prefix), so neither takes the other's jobs; all 16 runs complete."""
+    from flowcraft_arq import FlowcraftClient
+    from flowcraft_arq.testing import running_worker
+
+    flow = wide_fan_out(3)
+    apps = [f"app{n}-{uuid.uuid4().hex[:6]}" for n in (1, 2)]
+    async with running_worker([flow], redis_url, prefix=apps[0], queue_name=None), \
+            running_worker([flow], redis_url, prefix=apps[1], queue_name=None), \
+            FlowcraftClient.from_url(redis_url, flows=[flow], prefix=apps[0]) as one, \
+            FlowcraftClient.from_url(redis_url, flows=[flow], prefix=apps[1]) as two:
+        assert (one.queue_name, two.queue_name) == (apps[0], apps[1])
+        runs = [(client, await client.start(flow.id)) for client in (one, two) for _ in range(8)]
+        results = [await client.wait(run_id, timeout=30) for client, run_id in runs]
+    assert [r.status for r in results] == ["completed"] * 16
+    assert [r.context["J"] for r in results] == [3] * 16
+
+
+async def test_item_10_a_key_prefix_with_braces_is_refused(redis_url: str) -> None:
+    from flowcraft_arq import FlowcraftClient, worker_settings
+
+    from flowcraft import FlowcraftError
+
+    for prefix in ("app{1}", "a}b", ""):
+        with pytest.raises(FlowcraftError, match="must be non-empty and must not contain"):
+            FlowcraftClient.from_url(redis_url, prefix=prefix)
+        with pytest.raises(FlowcraftError, match=r"key prefix .* must be non-empty"):
+            worker_settings([], prefix=prefix)

@@ -29,10 +29,10 @@ from flowcraft.distributed.adapter import (
     VersionMismatch,
 )
 from flowcraft.distributed.control import Control
-from flowcraft.distributed.protocols import JobPayload, QueuedJob
+from flowcraft.distributed.protocols import JobPayload, QueuedJob, Refusal
 from flowcraft.runtime.routing import ExpressionEvaluator
 from flowcraft_arq import catalog, reconciler
-from flowcraft_arq.keys import DEFAULT_PREFIX
+from flowcraft_arq.keys import DEFAULT_PREFIX, check_prefix, queue_of
 from flowcraft_arq.store import RedisRunStore
 
 log = logging.getLogger("flowcraft.arq")
@@ -117,11 +117,11 @@ class ArqQueue:
                                          _queue_name=self.queue_name, _defer_until=defer)
 
 
-def on_redis(redis: ArqRedis, queue_name: str, prefix: str,
+def on_redis(redis: ArqRedis, queue_name: str | None, prefix: str,
              result_ttl: float) -> tuple[ArqRedis, RedisRunStore, ArqQueue]:
     """The store and queue the control and worker sides share on one connection pool."""
     return redis, RedisRunStore(redis, prefix=prefix, result_ttl=result_ttl), ArqQueue(
-        redis, queue_name)
+        redis, queue_of(prefix, queue_name))
 
 
 class ArqControl(Control):
@@ -129,7 +129,7 @@ class ArqControl(Control):
     not given come from the ones the workers published (start by name)."""
 
     def __init__(self, redis: ArqRedis, flows: Flows = (), *,
-                 queue_name: str = DEFAULT_QUEUE, prefix: str = DEFAULT_PREFIX,
+                 queue_name: str | None = None, prefix: str = DEFAULT_PREFIX,
                  result_ttl: float = 86_400.0, **kwargs: Any) -> None:
         self.redis, self.redis_store, queue = on_redis(redis, queue_name, prefix, result_ttl)
         super().__init__(self.redis_store, queue, flows, **kwargs)
@@ -143,7 +143,7 @@ class ArqAdapter(BaseDistributedAdapter):
     """BaseDistributedAdapter (the worker side, and control) on RedisRunStore and ArqQueue."""
 
     def __init__(self, redis: ArqRedis, flows: Flows = (), *,
-                 queue_name: str = DEFAULT_QUEUE, prefix: str = DEFAULT_PREFIX,
+                 queue_name: str | None = None, prefix: str = DEFAULT_PREFIX,
                  result_ttl: float = 86_400.0, **kwargs: Any) -> None:
         self.redis, self.redis_store, queue = on_redis(redis, queue_name, prefix, result_ttl)
         super().__init__(self.redis_store, queue, flows, **kwargs)
@@ -158,6 +158,10 @@ async def run_node_job(ctx: dict[str, Any], payload: Any) -> None:
     except VersionMismatch as exc:
         log.warning("%s; retrying in %.1fs", exc, exc.defer_s)
         raise Retry(defer=exc.defer_s) from None
+    if outcome == Refusal.UNKNOWN:
+        # no run of this app: most likely another app's job on a shared queue (or a run that
+        # expired); put it back rather than drop it, until arq's max_tries
+        raise Retry(defer=1.0)
     if outcome == "leased":
         # another worker holds a live lease: look again when it would have expired, so a
         # crashed holder's instance is picked up without waiting for the reconciler
@@ -177,7 +181,7 @@ def worker_settings(
     flows: Flows,
     *,
     redis_settings: RedisSettings | None = None,
-    queue_name: str = DEFAULT_QUEUE,
+    queue_name: str | None = None,
     prefix: str = DEFAULT_PREFIX,
     max_jobs: int = 16,
     poll_delay: float = 0.05,
@@ -209,6 +213,7 @@ def worker_settings(
     pass's `stalled_after`; by default max(60 s, 2 * lease, longest sleep of `flows` + 60 s).
     """
     flow_list = list(flows)
+    queue_name = queue_of(check_prefix(prefix), queue_name)
     every = reconciler.check_seconds("reconcile_every", reconcile_every)
     stalled_after = reconciler.check_seconds("reconcile_stalled_after", reconcile_stalled_after)
     if stalled_after is None:

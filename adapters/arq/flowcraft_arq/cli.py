@@ -20,9 +20,8 @@ from redis.exceptions import RedisError
 from flowcraft.blueprint import WorkflowBlueprint
 from flowcraft.builder import Flow
 from flowcraft.errors import FlowcraftError
-from flowcraft_arq.adapter import DEFAULT_QUEUE
 from flowcraft_arq.client import FlowcraftClient
-from flowcraft_arq.keys import DEFAULT_PREFIX
+from flowcraft_arq.keys import DEFAULT_PREFIX, queue_of
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -120,7 +119,7 @@ def _dashboard(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UsageError(f"the dashboard needs its extra: pip install 'flowcraft-arq[dashboard]' "
                          f"({exc})") from None
-    app = create_app(args.redis, prefix=args.prefix, queue_name=args.queue,
+    app = create_app(args.redis, prefix=args.prefix, queue_name=queue_of(args.prefix, args.queue),
                      read_only=args.read_only, auth=args.token, flows=_flows(args.flow))
     sys.stderr.write(f"flowcraft dashboard on http://{args.host}:{args.port}/"
                      + ("?token=..." if args.token else "") + "\n")
@@ -143,7 +142,8 @@ def _common(parser: argparse.ArgumentParser, *, run_id: bool = True) -> None:
     if run_id:
         parser.add_argument("run_id")
     parser.add_argument("--redis", required=True, help="redis://host:port/db")
-    parser.add_argument("--queue", default=DEFAULT_QUEUE, help="arq queue name")
+    parser.add_argument("--queue", default=None,
+                        help="arq queue name (default: the key prefix)")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="flowcraft key prefix")
 
 

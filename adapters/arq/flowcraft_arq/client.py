@@ -18,14 +18,13 @@ from flowcraft.errors import RunNotFoundError
 from flowcraft.events import Event
 from flowcraft.result import WorkflowResult
 from flowcraft_arq.adapter import (
-    DEFAULT_QUEUE,
     RETRY_ON,
     ArqControl,
     connection_retry,
     deserialize,
     serialize,
 )
-from flowcraft_arq.keys import DEFAULT_PREFIX
+from flowcraft_arq.keys import DEFAULT_PREFIX, check_prefix, queue_of
 
 WAIT_RECHECK_S = 5.0
 """How long `wait` trusts its subscription alone before re-reading the result."""
@@ -44,11 +43,12 @@ class FlowcraftClient:
     reconciles the flows the workers published by name: it never needs node code.
     """
 
-    def __init__(self, redis: Any, *, flows: Flows = (), queue_name: str = DEFAULT_QUEUE,
+    def __init__(self, redis: Any, *, flows: Flows = (), queue_name: str | None = None,
                  prefix: str = DEFAULT_PREFIX, result_ttl: float = 86_400.0,
                  registry: Mapping[str, Any] | None = None, event_bus: Any = None,
                  stream_events: Iterable[str] = DEFAULT_STREAM_EVENTS,
                  middleware: Sequence[Any] = ()) -> None:
+        queue_name = queue_of(check_prefix(prefix), queue_name)
         if not isinstance(redis, ArqRedis):
             redis = ArqRedis(redis.connection_pool, job_serializer=serialize,
                              job_deserializer=deserialize, default_queue_name=queue_name)
@@ -63,13 +63,13 @@ class FlowcraftClient:
         self.store = self.adapter.redis_store
 
     @classmethod
-    def from_url(cls, url: str, *, flows: Flows = (), queue_name: str = DEFAULT_QUEUE,
+    def from_url(cls, url: str, *, flows: Flows = (), queue_name: str | None = None,
                  prefix: str = DEFAULT_PREFIX, **kwargs: Any) -> FlowcraftClient:
         """A client with its own connection pool (closed by `close()`), whose connections
         retry with backoff for about 30 s when Redis is unreachable."""
         pool = ConnectionPool.from_url(url, retry=connection_retry(), retry_on_error=RETRY_ON)
         redis = ArqRedis(pool, job_serializer=serialize, job_deserializer=deserialize,
-                         default_queue_name=queue_name)
+                         default_queue_name=queue_of(prefix, queue_name))
         client = cls(redis, flows=flows, queue_name=queue_name, prefix=prefix, **kwargs)
         client._owns_redis = True
         return client

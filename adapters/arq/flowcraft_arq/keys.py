@@ -10,6 +10,8 @@ reads it when the metadata lost the blueprint id).
 
 from __future__ import annotations
 
+from flowcraft.errors import FlowcraftError
+
 DEFAULT_PREFIX = "flowcraft"
 
 
@@ -37,6 +39,20 @@ class RunKeys:
 
     def all(self) -> tuple[str, ...]:
         return self.script_keys
+
+
+def check_prefix(prefix: str) -> str:
+    """A key prefix, refused when it would break the runs' hash tags."""
+    if not prefix or "{" in prefix or "}" in prefix:
+        raise FlowcraftError(f"key prefix {prefix!r} must be non-empty and must not contain "
+                             "'{' or '}' (they delimit each run's Redis Cluster hash tag)")
+    return prefix
+
+
+def queue_of(prefix: str, queue_name: str | None) -> str:
+    """The arq queue of an app: `queue_name`, by default its key prefix, so two apps with
+    different prefixes on one Redis never take each other's jobs."""
+    return queue_name or prefix
 
 
 def active_key(prefix: str) -> str:
@@ -92,5 +108,6 @@ def run_pattern(prefix: str) -> str:
     return f"{prefix}:*"
 
 
-__all__ = ["DEFAULT_PREFIX", "MetaField", "RunKeys", "active_key", "catalog_key",
+__all__ = ["DEFAULT_PREFIX", "MetaField", "RunKeys", "active_key", "catalog_key", "check_prefix",
+           "queue_of",
            "reconcile_lock_key", "run_pattern", "runs_index_key"]

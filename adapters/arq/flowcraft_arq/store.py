@@ -35,7 +35,14 @@ from flowcraft.distributed.protocols import (
 from flowcraft.events import Event, decode_event, event_of_fact
 from flowcraft.result import WorkflowError, WorkflowResult, result_of, utc_now
 from flowcraft.runtime.spec import GraphSpec
-from flowcraft_arq.keys import DEFAULT_PREFIX, MetaField, RunKeys, active_key, runs_index_key
+from flowcraft_arq.keys import (
+    DEFAULT_PREFIX,
+    MetaField,
+    RunKeys,
+    active_key,
+    check_prefix,
+    runs_index_key,
+)
 
 log = logging.getLogger("flowcraft.arq.store")
 
@@ -109,7 +116,7 @@ class RedisRunStore:
     def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX,
                  result_ttl: float = 86_400.0, events_maxlen: int = 10_000) -> None:
         self.redis = redis
-        self.prefix = prefix
+        self.prefix = check_prefix(prefix)
         self.result_ttl_ms = int(result_ttl * 1000)
         self.events_maxlen = events_maxlen
         self.active = active_key(prefix)

@@ -50,8 +50,7 @@ from flowcraft.runtime.spec import GraphSpec, graph_spec
 
 log = logging.getLogger("flowcraft.distributed")
 
-_encode = msgspec.json.encode
-_decode = msgspec.json.decode
+_to_json, _from_json = msgspec.json.encode, msgspec.json.decode
 
 CRASH_AFTER_COMMIT_ENV = "FLOWCRAFT_TEST_CRASH_AFTER_COMMIT"
 """Test-only hook: a worker whose environment names a node id here SIGKILLs itself right after
@@ -124,7 +123,7 @@ class Job:
         run_id = self.payload.run_id
         self.settling = True
         outcome = await self.worker.store.hand_off(
-            self.ref, self.token, [_encode(item) for item in items],
+            self.ref, self.token, [_to_json(item) for item in items],
             self.worker.stream(self.events), concurrency_of(node, len(items)))
         self.events.clear()
         if outcome.ok:
@@ -308,7 +307,7 @@ class JobWorker(Control):
             await job.buffered.prefetch(keys)
             node_input = resolve_inputs(node.inputs, job.buffered.view(keys), graph.by_id)
         else:
-            node_input = _decode(raw_input)
+            node_input = _from_json(raw_input)
         ctx = NodeContext(context=self._context(job, node.id), input=node_input,
                           params=node.params, dependencies=self.dependencies, run_id=run_id,
                           node_id=node.id, blueprint_id=graph.id, iteration=payload.iteration)
@@ -334,7 +333,7 @@ class JobWorker(Control):
             return await self._commit(job, CommitRequest(
                 token=job.token, node_id=node.id, writes=job.buffered.encoded_writes(),
                 events=self.stream(job.events), timestamp=timestamp(),
-                await_details=_encode(result.output)))
+                await_details=_to_json(result.output)))
         return await self._complete(job, result)
 
     async def _complete(self, job: Job, result: NodeResult) -> JobOutcome:
@@ -370,7 +369,7 @@ class JobWorker(Control):
         assert worker is not None
         index = payload.item
         ctx = item_context(node, self._context(job, f"{node.id}[{index}]"), index,
-                           _decode(raw_input), run_id=payload.run_id, blueprint_id=graph.id,
+                           _from_json(raw_input), run_id=payload.run_id, blueprint_id=graph.id,
                            iteration=payload.iteration, dependencies=self.dependencies)
         fallback = graph.by_id[node.config.fallback] if node.config.fallback else None
         cause: BaseException | None = None
@@ -393,7 +392,7 @@ class JobWorker(Control):
         request = CommitRequest(
             token=job.token, node_id=node.id, writes=job.buffered.encoded_writes(),
             events=self.stream(job.events), timestamp=timestamp(),
-            item_output=_encode(result.output), lease_ms=self.lease_ms)
+            item_output=_to_json(result.output), lease_ms=self.lease_ms)
         outcome = await self.store.commit(job.ref, job.spec, request)
         if not outcome.ok:
             log.warning("run %s: commit of %s rejected (%s)", payload.run_id, payload.job_id,
@@ -411,7 +410,7 @@ class JobWorker(Control):
                           dependencies=self.dependencies, run_id=payload.run_id,
                           node_id=node.id, blueprint_id=job.graph.id,
                           iteration=payload.iteration)
-        result = await finish_batch(node, ctx, _decode(outputs_json), job)
+        result = await finish_batch(node, ctx, _from_json(outputs_json), job)
         return await self._complete(job, result)
 
 

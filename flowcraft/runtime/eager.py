@@ -37,6 +37,7 @@ class UntilSuspended(Generic[T]):
             coro.close()
             raise
         # From here on, what `yield from coro` does (PEP 380).
+        resume: Callable[[Any], Any]
         while True:
             try:
                 sent = yield signal
@@ -44,17 +45,14 @@ class UntilSuspended(Generic[T]):
                 coro.close()
                 raise
             except BaseException as exc:
-                try:
-                    signal = coro.throw(exc)
-                except StopIteration as stop:
-                    thrown: T = stop.value
-                    return thrown
+                resume, sent = coro.throw, exc
             else:
-                try:
-                    signal = coro.send(sent)
-                except StopIteration as stop:
-                    value: T = stop.value
-                    return value
+                resume = coro.send
+            try:
+                signal = resume(sent)
+            except StopIteration as stop:
+                value: T = stop.value
+                return value
 
 
 __all__ = ["UntilSuspended"]

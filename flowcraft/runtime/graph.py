@@ -32,12 +32,8 @@ class CompiledEdge:
 
     def __init__(self, index: int, source: CompiledNode, target: CompiledNode, action: str | None,
                  condition: str | None, transform: str | None, kind: int) -> None:
-        self.index = index
-        self.source = source
-        self.target = target
-        self.action = action
-        self.condition_source = condition
-        self.transform_source = transform
+        self.index, self.source, self.target, self.action = index, source, target, action
+        self.condition_source, self.transform_source = condition, transform
         self.condition: Expression | None = compile_expression(condition) if condition else None
         self.transform: Expression | None = compile_expression(transform) if transform else None
         self.kind = kind
@@ -55,13 +51,8 @@ class CompiledNode:
 
     def __init__(self, index: int, node_id: str, uses: str, params: Mapping[str, Any],
                  inputs: str | dict[str, str] | None, config: NodeConfig, impl: Any) -> None:
-        self.index = index
-        self.id = node_id
-        self.uses = uses
-        self.params = params
-        self.inputs = inputs
-        self.config = config
-        self.impl = impl
+        self.index, self.id, self.uses, self.impl = index, node_id, uses, impl
+        self.params, self.inputs, self.config = params, inputs, config
         self.join_any = config.join_strategy == "any"
         self.is_controller = uses == LOOP_CONTROLLER
         self.kind: str | None = uses if uses in BUILTIN_KINDS else None

@@ -107,3 +107,27 @@ async def test_item_10_a_key_prefix_with_braces_is_refused(redis_url: str) -> No
             FlowcraftClient.from_url(redis_url, prefix=prefix)
         with pytest.raises(FlowcraftError, match=r"key prefix .* must be non-empty"):
             worker_settings([], prefix=prefix)
+
+
+def test_item_9_the_flowcraft_script_answers_bad_input_with_exit_2_and_one_line(
+        redis_url: str) -> None:
+    """The installed `flowcraft` script (not `python -m flowcraft_arq.cli`): a malformed Redis
+    URL and a malformed `--output` end with exit code 2 and one line on stderr, no traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "flowcraft"
+    root = Path(__file__).resolve().parents[2]
+    cases = {
+        "flowcraft: Redis URL must specify one of the following schemes":
+            ["status", "some-run", "--redis", "not-a-url"],
+        "flowcraft: --output is not JSON":
+            ["resume", "some-run", "--redis", redis_url, "--flow",
+             "examples.order_processing:flow", "--output", "{not json"],
+    }
+    for expected, argv in cases.items():
+        done = subprocess.run([str(script), *argv], capture_output=True, text=True, timeout=60,
+                              cwd=root)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and done.stderr.startswith(expected), done.stderr

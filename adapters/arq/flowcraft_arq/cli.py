@@ -131,11 +131,25 @@ def _dashboard(args: argparse.Namespace) -> int:
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
+def _guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Bad input and an unreachable or malformed Redis end in one line on stderr and exit 2,
+    whichever `main` (the `flowcraft` script's or this module's) runs the subcommand."""
+
+    def guarded(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except (UsageError, FlowcraftError, OSError, RedisError, ValueError) as exc:
+            sys.stderr.write(f"flowcraft: {exc}\n")
+            return EXIT_USAGE
+
+    return guarded
+
+
 def _sync(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         return asyncio.run(handler(args))
 
-    return run
+    return _guarded(run)
 
 
 def _common(parser: argparse.ArgumentParser, *, run_id: bool = True) -> None:
@@ -180,7 +194,7 @@ def add_subcommands(sub: Any) -> None:
     dash.add_argument("--token", help="require this token (open the page once with ?token=T)")
     dash.add_argument("--flow", action="append", help="module:flow served by the workers "
                       "(draws its graph, enables resume and re-drive)")
-    dash.set_defaults(handler=_dashboard)
+    dash.set_defaults(handler=_guarded(_dashboard))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,11 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    try:
-        code: int = args.handler(args)
-    except (UsageError, FlowcraftError, OSError, RedisError) as exc:
-        sys.stderr.write(f"flowcraft: {exc}\n")
-        return EXIT_USAGE
+    code: int = args.handler(args)
     return code
 
 

@@ -99,8 +99,12 @@ class Completer:
         evaluator: ExpressionEvaluator | None = None,
         lease_ms: int = 30_000,
         stream_events: Iterable[str] = DEFAULT_STREAM_EVENTS,
+        max_redrives: int = 5,
     ) -> None:
+        if max_redrives < 1:
+            raise FlowcraftError(f"max_redrives must be at least 1, not {max_redrives!r}")
         self.store = store
+        self.max_redrives = max_redrives
         self.queue = queue
         self.registry: dict[str, Any] = dict(registry or {})
         self.middleware = list(middleware)

@@ -23,7 +23,13 @@ from flowcraft.distributed.completion import Completer, timestamp
 from flowcraft.distributed.context import BufferedContext
 from flowcraft.distributed.jobtrace import CURRENT_JOB, start_carrier
 from flowcraft.distributed.protocols import CommitRequest, InstanceRef
-from flowcraft.errors import BlueprintError, FlowcraftError, ResumeError, RunNotFoundError
+from flowcraft.errors import (
+    BlueprintError,
+    FlowcraftError,
+    NodeExecutionError,
+    ResumeError,
+    RunNotFoundError,
+)
 from flowcraft.events import Event, WorkflowResume, WorkflowStart
 from flowcraft.nodes import NodeResult
 from flowcraft.runtime.spec import graph_spec
@@ -152,17 +158,32 @@ class Control(Completer):
             counts["stalled"] += 1
             try:
                 outcome = await self.store.reconcile_run(run_id, timestamp(),
-                                                         int(stalled_after * 1000))
+                                                         int(stalled_after * 1000),
+                                                         self.max_redrives)
                 if outcome.jobs:
                     graph = await self.known_graph(outcome.blueprint_id)
                     await self.dispatch(run_id, graph_spec(graph), outcome.jobs)
+                for ref, redrives in outcome.exhausted:
+                    await self._give_up(ref, outcome.blueprint_id, redrives)
                 adopted = await self._reconcile_parked(run_id, outcome.blueprint_id)
-                if outcome.jobs or outcome.finished or adopted:
+                if outcome.jobs or outcome.finished or outcome.exhausted or adopted:
                     counts["reconciled"] += 1
             except Exception:
                 log.exception("reconciling run %s failed", run_id)
                 counts["failed"] += 1
         return counts
+
+    async def _give_up(self, ref: InstanceRef, blueprint_id: str, redrives: int) -> None:
+        """An instance re-driven `max_redrives` times without completing (its job keeps
+        dying) fails the run instead of being re-driven forever (CONTRACT §13.5)."""
+        graph = await self.known_graph(blueprint_id)
+        node = graph.nodes[ref.node]
+        token = uuid.uuid4().hex[:16]
+        if not (await self.store.claim(ref, token, self.lease_ms)).ok:
+            return
+        await self.record_failure(ref, graph_spec(graph), node, token, NodeExecutionError(
+            f"node {node.id!r} of run {ref.run_id!r} was re-driven {redrives} times without "
+            f"completing (max_redrives={self.max_redrives})", node_id=node.id), 0, [], [])
 
     async def _reconcile_parked(self, run_id: str, blueprint_id: str) -> bool:
         """Subflow nodes still parked although their child run ended (the worker that

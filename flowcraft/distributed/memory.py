@@ -346,8 +346,8 @@ class MemoryStore:
         return [r.run_id for r in self.runs.values()
                 if r.result is None and r.updated <= limit]
 
-    async def reconcile_run(self, run_id: str, timestamp: str,
-                            stalled_ms: int = 0) -> ReconcileOutcome:
+    async def reconcile_run(self, run_id: str, timestamp: str, stalled_ms: int = 0,
+                            max_redrives: int = 0) -> ReconcileOutcome:
         """Re-drive a stalled run: undelivered outbox entries, and fired instances without a
         live lease get a new epoch (so a new job id). Done instances are never re-fired."""
         run = self.runs.get(run_id)
@@ -364,17 +364,21 @@ class MemoryStore:
                                     finished=finished)
         now = now_ms()
         refired = 0
+        exhausted: list[tuple[InstanceRef, int]] = []
         for key, rec in run.inst.items():
             if rec.state not in ("F", "G"):
                 continue
             lease = run.leases.get(key)
             if (lease is not None and lease[1] > now) or rec.fired + stalled_ms > now:
                 continue
-            rec.fired = now
             node_part, _, rest = key.partition("#")
             iteration_part, _, item_part = rest.partition("/")
             node_index, iteration = int(node_part), int(iteration_part)
             item = int(item_part) if item_part else -1
+            if 0 < max_redrives <= rec.epoch:  # re-driven enough: the caller fails it
+                exhausted.append((InstanceRef(run_id, node_index, iteration, item), rec.epoch))
+                continue
+            rec.fired = now
             run.outbox.pop(JobRef(node_index, iteration, rec.epoch, 0, item).key, None)
             rec.epoch += 1
             refired += 1
@@ -382,7 +386,7 @@ class MemoryStore:
             run.outbox[ref.key] = ref
         run.updated = time.monotonic()
         return ReconcileOutcome(jobs=list(run.outbox.values()), refired=refired, status=status,
-                                blueprint_id=blueprint_id)
+                                blueprint_id=blueprint_id, exhausted=exhausted)
 
     # -- internals --------------------------------------------------------------------------
 

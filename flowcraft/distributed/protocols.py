@@ -208,13 +208,16 @@ class StartOutcome(msgspec.Struct, frozen=True):
 
 class ReconcileOutcome(msgspec.Struct, frozen=True):
     """What reconciling one run did: `jobs` to enqueue, `refired` instances given a new epoch,
-    `status` afterwards, and the blueprint id found (meta or fallback key)."""
+    `status` afterwards, the blueprint id found (meta or fallback key), and `exhausted`: the
+    instances not re-fired because they were re-driven `max_redrives` times already (with
+    that count), which the caller fails."""
 
     jobs: list[JobRef] = msgspec.field(default_factory=list)
     refired: int = 0
     status: str = ""
     blueprint_id: str = ""
     finished: bool = False
+    exhausted: list[tuple[InstanceRef, int]] = msgspec.field(default_factory=list)
 
 
 @runtime_checkable
@@ -282,9 +285,10 @@ class CoordinationStore(RunReader, Protocol):
     async def cancel(self, run_id: str, timestamp: str) -> CommitOutcome:
         """Stop the run: nothing new starts; running instances stop at their next renewal."""
 
-    async def reconcile_run(self, run_id: str, timestamp: str,
-                            stalled_ms: int = 0) -> ReconcileOutcome:
-        """Re-drive undelivered jobs and instances whose job was lost."""
+    async def reconcile_run(self, run_id: str, timestamp: str, stalled_ms: int = 0,
+                            max_redrives: int = 0) -> ReconcileOutcome:
+        """Re-drive undelivered jobs and instances whose job was lost (at most `max_redrives`
+        times each; 0: no limit)."""
 
     async def ack(self, run_id: str, jobs: Sequence[JobRef],
                   events: Sequence[bytes] = ()) -> None:

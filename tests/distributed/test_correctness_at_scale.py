@@ -131,3 +131,39 @@ def test_item_9_the_flowcraft_script_answers_bad_input_with_exit_2_and_one_line(
                               cwd=root)
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and done.stderr.startswith(expected), done.stderr
+
+
+async def test_item_7_an_instance_re_driven_max_redrives_times_fails_the_run(
+        flowcraft_client: Any) -> None:
+    """CONTRACT §13.5: no worker ever completes A (its jobs are lost: nobody reads the
+    queue); every reconcile re-drives it with a new epoch, until it was re-driven
+    max_redrives (5) times: the next pass fails the run with NodeExecutionError naming the
+    node and the count, instead of re-driving it forever."""
+    flow = wide_fan_out(2)
+    async with flowcraft_client([flow]) as client:
+        run_id = await client.start(flow.id)
+        passes = [await client.reconcile(stalled_after=0) for _ in range(6)]
+        result = await client.wait(run_id, timeout=10)
+    assert [p["reconciled"] for p in passes] == [1] * 6
+    assert result.status == "failed"
+    assert [(e.node_id, e.type) for e in result.errors] == [("A", "NodeExecutionError")]
+    assert result.errors[0].message == (
+        f"node 'A' of run {run_id!r} was re-driven 5 times without completing "
+        "(max_redrives=5)")
+
+
+async def test_item_7_the_memory_store_gives_up_the_same_way() -> None:
+    from flowcraft.distributed import BaseDistributedAdapter, MemoryQueue, MemoryStore
+
+    flow = wide_fan_out(2)
+    store, queue = MemoryStore(), MemoryQueue()  # nobody serves the queue: jobs are lost
+    adapter = BaseDistributedAdapter(store, queue, [flow], max_redrives=2)
+    run_id = await adapter.start_run(flow)
+    passes = [await adapter.reconcile(stalled_after=0) for _ in range(3)]
+    result = await store.wait_result(run_id, 5)
+    queue.close()
+    assert [p["reconciled"] for p in passes] == [1, 1, 1]
+    assert result.status == "failed"
+    assert result.errors[0].message == (
+        f"node 'A' of run {run_id!r} was re-driven 2 times without completing "
+        "(max_redrives=2)")

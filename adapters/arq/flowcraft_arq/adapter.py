@@ -200,6 +200,7 @@ def worker_settings(
     on_shutdown: StartupHook | None = None,
     reconcile_every: float | None = reconciler.DEFAULT_RECONCILE_EVERY,
     reconcile_stalled_after: float | None = None,
+    max_redrives: int = 5,
 ) -> type:
     """A WorkerSettings class for `arq module.WorkerSettings` or `arq.worker.Worker(**...)`.
 
@@ -211,6 +212,7 @@ def worker_settings(
     `reconcile_every` (s): every worker tries to run a reconcile pass this often, one at a time
     under a Redis lock (None: off, reconcile by hand). `reconcile_stalled_after` (s) is the
     pass's `stalled_after`; by default max(60 s, 2 * lease, longest sleep of `flows` + 60 s).
+    An instance re-driven `max_redrives` times without completing fails its run.
     """
     flow_list = list(flows)
     queue_name = queue_of(check_prefix(prefix), queue_name)
@@ -223,6 +225,7 @@ def worker_settings(
         "dependencies": dependencies, "registry": registry, "middleware": middleware,
         "event_bus": event_bus, "evaluator": evaluator, "lease_ms": lease_ms,
         "stream_events": stream_events, "version_grace_s": version_grace_s,
+        "max_redrives": max_redrives,
     }
 
     async def startup(ctx: dict[str, Any]) -> None:

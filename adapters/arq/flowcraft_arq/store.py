@@ -360,15 +360,25 @@ class RedisRunStore:
         out = await self._call("cancel", run_id, {"ts": timestamp, "now": _now_ms()})
         return await self._finished(run_id, out)
 
-    async def reconcile_run(self, run_id: str, timestamp: str,
-                            stalled_ms: int = 0) -> ReconcileOutcome:
+    async def reconcile_run(self, run_id: str, timestamp: str, stalled_ms: int = 0,
+                            max_redrives: int = 0) -> ReconcileOutcome:
         out = await self._call("reconcile", run_id, {"stalled": stalled_ms, "ts": timestamp,
-                                                     "now": _now_ms()})
+                                                     "now": _now_ms(), "cap": max_redrives})
         status, blueprint_id = _text(out[0]), _text(out[1])
         finished = bool(out[3])
         if status == "unknown" or finished or status not in ("running", "awaiting"):
             await self.redis.zrem(self.active, run_id)
-        return ReconcileOutcome(_refs(out[4:]), int(out[2]), status, blueprint_id, finished)
+        jobs, exhausted = [], []
+        for entry in out[4:]:
+            if entry[:1] == b"X":  # "X<node>#<iteration>[/<item>]#<epoch>"
+                instance, _, epoch = _text(entry)[1:].rpartition("#")
+                node, _, rest = instance.partition("#")
+                iteration, _, item = rest.partition("/")
+                exhausted.append((InstanceRef(run_id, int(node), int(iteration),
+                                              int(item) if item else -1), int(epoch)))
+            else:
+                jobs.append(_ref(entry))
+        return ReconcileOutcome(jobs, int(out[2]), status, blueprint_id, finished, exhausted)
 
 
 __all__ = ["SCRIPT_NAMES", "RedisRunStore", "scripts"]

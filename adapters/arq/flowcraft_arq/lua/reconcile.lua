@@ -2,8 +2,10 @@
 -- at least `stalled` ms ago get a new epoch (so a new job id) and go to the outbox; the whole
 -- outbox is returned for (re-)enqueueing. Finished instances are never re-fired. A failed or
 -- cancelled run drops what nobody runs and finishes.
--- A: {stalled = ms, ts, now}
--- returns {status, blueprint id, refired, finished, job, ...}
+-- An instance already re-driven `cap` times (0: no cap) is not re-fired but returned as
+-- 'X<n>#<it>[/<item>]#<epoch>' for the caller to fail.
+-- A: {stalled = ms, ts, now, cap}
+-- returns {status, blueprint id, refired, finished, job or exhausted instance, ...}
 local flat = redis.call('HGETALL', K_META)
 if #flat == 0 then
   return {'unknown', '', 0, 0}
@@ -30,7 +32,10 @@ for i = 1, #flat, 2 do
   local f = flat[i]
   if string.sub(f, 1, 2) == 'i:' then
     local r = parse(flat[i + 1])
-    if r and (r.tok == '' or r.exp <= A.now) and r.fat + A.stalled <= A.now then
+    if r and (r.tok == '' or r.exp <= A.now) and r.fat + A.stalled <= A.now
+        and A.cap > 0 and r.epoch >= A.cap then
+      jobs[#jobs + 1] = 'X' .. string.sub(f, 3) .. '#' .. fmt(r.epoch)
+    elseif r and (r.tok == '' or r.exp <= A.now) and r.fat + A.stalled <= A.now then
       local key = string.sub(f, 3)
       local n, it, item = string.match(key, '^(%d+)#(%d+)/?(%d*)$')
       gone['o:' .. key .. '#' .. fmt(r.epoch)] = true

@@ -51,10 +51,11 @@ ARQ_CLI = Path(sys.executable).parent / "arq"
 
 
 class WorkerProcess:
-    """`arq dist_workers.WorkerSettings` in a subprocess (arq's own command line)."""
+    """`arq <settings>` (by default dist_workers.WorkerSettings) in a subprocess, with arq's
+    own command line, configured through the environment."""
 
-    def __init__(self, redis_url: str, queue: str, prefix: str, log: Path,
-                 **env: str) -> None:
+    def __init__(self, redis_url: str, queue: str, prefix: str, log: Path, *,
+                 settings: str = "dist_workers.WorkerSettings", **env: str) -> None:
         self.queue = queue
         full_env = {
             **os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get(
@@ -64,7 +65,7 @@ class WorkerProcess:
         }
         command = [str(ARQ_CLI)] if ARQ_CLI.exists() else [sys.executable, "-m", "arq"]
         self.log = log
-        self.process = subprocess.Popen([*command, "dist_workers.WorkerSettings"], cwd=HERE,
+        self.process = subprocess.Popen([*command, settings], cwd=HERE,
                                         env=full_env, stdout=log.open("ab"),
                                         stderr=subprocess.STDOUT)
 
@@ -88,9 +89,11 @@ class WorkerProcess:
 
 
 @contextmanager
-def worker_processes(count: int, redis_url: str, queue: str, prefix: str, tmp: Path,
+def worker_processes(count: int, redis_url: str, queue: str, prefix: str, tmp: Path, *,
+                     settings: str = "dist_workers.WorkerSettings",
                      **env: str) -> Iterator[list[WorkerProcess]]:
-    workers = [WorkerProcess(redis_url, queue, prefix, tmp / f"worker{i}.log", **env)
+    workers = [WorkerProcess(redis_url, queue, prefix, tmp / f"worker{i}.log",
+                             settings=settings, **env)
                for i in range(count)]
     try:
         yield workers

@@ -5,14 +5,10 @@ started with arq's own CLI, one of them SIGKILLed; the client never calls reconc
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +24,9 @@ from flowcraft_arq.reconciler import (
 )
 from reconcile_workers import FLOWS, long_flow, victim_flow
 from redis.asyncio import Redis
+from test_arq_faults import worker_processes
 
 from flowcraft import Flow, FlowcraftError
-
-HERE = Path(__file__).resolve().parent
-ARQ_CLI = Path(sys.executable).parent / "arq"
 
 # What the kill test shortens, and why: with the defaults (a pass every 60 s, stalled_after
 # 60 s, 30 s leases) recovery takes one to two minutes. Everything else is worker_settings'
@@ -40,36 +34,6 @@ ARQ_CLI = Path(sys.executable).parent / "arq"
 # job (after job_timeout + 10 s) cannot be what finishes the runs within the test's 60 s.
 SHORTENED = {"FLOWCRAFT_RECONCILE_EVERY": "1", "FLOWCRAFT_STALLED_AFTER": "3",
              "FLOWCRAFT_LEASE_MS": "2000"}
-
-
-class Worker:
-    """`arq reconcile_workers.WorkerSettings` in a subprocess."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        command = [str(ARQ_CLI)] if ARQ_CLI.exists() else [sys.executable, "-m", "arq"]
-        self.log = log
-        self.process = subprocess.Popen([*command, "reconcile_workers.WorkerSettings"],
-                                        cwd=HERE, env=env, stdout=log.open("ab"),
-                                        stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-
-@contextmanager
-def workers(count: int, env: dict[str, str], tmp: Path) -> Iterator[list[Worker]]:
-    started = [Worker(env, tmp / f"worker{i}.log") for i in range(count)]
-    try:
-        yield started
-    finally:
-        for worker in started:
-            worker.stop()
 
 
 @pytest.fixture
@@ -102,10 +66,9 @@ async def test_sigkilled_workers_runs_finish_without_manual_reconcile(
         tmp_path: Path) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get(
-        "PYTHONPATH", "")]), "FLOWCRAFT_REDIS_URL": redis_url, "FLOWCRAFT_QUEUE": fc_queue,
-        "FLOWCRAFT_PREFIX": fc_prefix, "FLOWCRAFT_TEST_MARKERS": str(markers), **SHORTENED}
-    with workers(2, env, tmp_path) as pair:
+    with worker_processes(2, redis_url, fc_queue, fc_prefix, tmp_path,
+                          settings="reconcile_workers.WorkerSettings",
+                          FLOWCRAFT_TEST_MARKERS=str(markers), **SHORTENED) as pair:
         await until(lambda: all(w.log.exists() for w in pair), 20, "worker logs")
         async with flowcraft_client(FLOWS) as client:
             for _ in range(200):

@@ -24,17 +24,23 @@ def build() -> Flow:
     )
 
 
-async def main() -> None:
-    flow = build()
-    runtime = FlowRuntime()
+async def run_many(runtime: FlowRuntime, flow: Flow, runs: int) -> None:
+    """`runs` runs of `flow`, IN_FLIGHT at a time, each checked."""
 
     async def worker(count: int) -> None:
         for _ in range(count):
             result = await runtime.run(flow)
             assert result.status == "completed", result.errors
 
+    await asyncio.gather(*(worker(runs // IN_FLIGHT) for _ in range(IN_FLIGHT)))
+
+
+async def main() -> None:
+    flow = build()
+    runtime = FlowRuntime()
+
     async def once() -> None:
-        await asyncio.gather(*(worker(RUNS // IN_FLIGHT) for _ in range(IN_FLIGHT)))
+        await run_many(runtime, flow, RUNS)
 
     times = await measure(once, warmup=1, repeats=15)
     t = median(times)

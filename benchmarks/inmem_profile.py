@@ -11,7 +11,7 @@ import cProfile
 import pstats
 import sys
 
-from inmem_many_runs import build
+from inmem_many_runs import build, run_many
 
 from flowcraft import FlowRuntime
 
@@ -19,16 +19,10 @@ from flowcraft import FlowRuntime
 async def main(top: int) -> None:
     flow = build()
     runtime = FlowRuntime()
-
-    async def worker(count: int) -> None:
-        for _ in range(count):
-            result = await runtime.run(flow)
-            assert result.status == "completed", result.errors
-
-    await asyncio.gather(*(worker(40) for _ in range(50)))
+    await run_many(runtime, flow, 2000)
     profile = cProfile.Profile()
     profile.enable()
-    await asyncio.gather(*(worker(80) for _ in range(50)))
+    await run_many(runtime, flow, 4000)
     profile.disable()
     pstats.Stats(profile).sort_stats("tottime").print_stats(top)
 

@@ -41,9 +41,14 @@ bench: $(STAMP)
 	$(PY) benchmarks/inmem_many_runs.py
 
 # Distributed benchmarks: each starts its own redis-server and arq worker processes.
+# (Side by side with the TypeScript reference: benchmarks/dist_side_by_side.py, see RESULTS.md.)
 bench-dist: $(DEV_STAMP)
 	$(PY) benchmarks/dist_diamond.py
 	$(PY) benchmarks/arq_raw.py
+	$(PY) benchmarks/dist_latency.py
+	$(PY) benchmarks/dist_fanout.py
+	$(PY) benchmarks/dist_commit_cost.py
+	$(PY) benchmarks/dist_profile.py
 
 # The long campaign (not part of `make test`, which runs a 60 s soak): 10,000 fuzz examples
 # per property, an 11-minute soak with SIGKILLs, a soak with Redis restarts, the load test.

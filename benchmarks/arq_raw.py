@@ -13,19 +13,15 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any, ClassVar
 
-from _common import run_per_worker_count
+from _common import command_count, run_per_worker_count, start_workers, stop_workers, wait_ready
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import func
 from flowcraft_arq import deserialize, serialize
 from redis.asyncio import ConnectionPool
 
-HERE = Path(__file__).resolve().parent
 NODES_PER_RUN = 5
 
 
@@ -34,7 +30,7 @@ async def noop(ctx: dict[str, Any], n: int) -> None:
 
 
 class WorkerSettings:
-    functions: ClassVar[list[Any]] = [func(noop, name="noop", keep_result=0)]  # type: ignore[arg-type]
+    functions: ClassVar[list[Any]] = [func(noop, name="noop", keep_result=0)]
     redis_settings = RedisSettings.from_dsn(os.environ.get("FLOWCRAFT_REDIS_URL",
                                                            "redis://127.0.0.1:1/0"))
     queue_name = os.environ.get("FLOWCRAFT_QUEUE", "raw")
@@ -45,29 +41,13 @@ class WorkerSettings:
     job_deserializer = staticmethod(deserialize)
 
 
-async def command_count(redis: Any) -> int:
-    stats = await redis.info("commandstats")
-    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
-
-
 async def bench(url: str, workers: int, jobs: int) -> dict[str, Any]:
     queue = f"raw-{workers}-{os.getpid()}"
-    arq = Path(sys.executable).parent / "arq"
-    command = [str(arq)] if arq.exists() else [sys.executable, "-m", "arq"]
-    env = {**os.environ, "FLOWCRAFT_REDIS_URL": url, "FLOWCRAFT_QUEUE": queue,
-           "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    procs = [subprocess.Popen([*command, "arq_raw.WorkerSettings"], cwd=HERE, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for _ in range(workers)]
+    procs = start_workers("arq_raw", workers, url, queue)
     redis = ArqRedis(ConnectionPool.from_url(url), job_serializer=serialize,
                      job_deserializer=deserialize, default_queue_name=queue)
     try:
-        deadline = time.monotonic() + 30
-        while not await redis.exists(f"{queue}:health-check"):
-            if time.monotonic() > deadline:
-                raise RuntimeError("workers did not start")
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5 + 0.2 * workers)
+        await wait_ready(redis, queue, workers)
         before = await command_count(redis)
         started = time.perf_counter()
         sem = asyncio.Semaphore(64)
@@ -82,10 +62,7 @@ async def bench(url: str, workers: int, jobs: int) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
         after = await command_count(redis)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(10)
+        stop_workers(procs)
         await redis.aclose()
     return {
         "bench": "arq_raw",

@@ -15,11 +15,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
+
+from _common import json_lines, quiet_moment
 
 HERE = Path(__file__).resolve().parent
 WORKLOADS = {  # name: (our figure, the reference's figure)
@@ -27,25 +26,6 @@ WORKLOADS = {  # name: (our figure, the reference's figure)
     "inmem_fanout": ("runs_per_s", "runs_per_s_median"),
     "inmem_many_runs": ("runs_per_s", "runs_per_s_median"),
 }
-
-
-def cpu_busy(seconds: float = 1.0) -> int:
-    """Percent of all CPUs busy over `seconds` (from /proc/stat)."""
-    def snapshot() -> tuple[int, int]:
-        with open("/proc/stat") as stat:
-            fields = [int(v) for v in stat.readline().split()[1:]]
-        return sum(fields), fields[3] + fields[4]
-
-    total0, idle0 = snapshot()
-    time.sleep(seconds)
-    total1, idle1 = snapshot()
-    return round(100 * (1 - (idle1 - idle0) / max(1, total1 - total0)))
-
-
-def json_line(command: list[str], cwd: Path) -> dict[str, Any]:
-    out = subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True).stdout
-    line: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return line
 
 
 def main() -> None:
@@ -59,17 +39,13 @@ def main() -> None:
     figures: dict[str, dict[str, list[float]]] = {w: {"ts": [], "py": []} for w in args.workloads}
     for round_no in range(1, args.rounds + 1):
         for name in args.workloads:
-            busy = cpu_busy()
-            for _ in range(60):
-                if busy <= args.max_busy:
-                    break
-                busy = cpu_busy()
+            busy = quiet_moment(args.max_busy)
             ours, theirs = WORKLOADS[name]
             for side, command, cwd, key in (
                     ("ts", ["node", f"{name}.mjs"], args.ts_dir, theirs),
                     ("py", [sys.executable, str(HERE / f"{name}.py")], HERE.parent, ours)):
                 load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-                line = json_line(command, cwd)
+                line = json_lines(command, cwd)[-1]
                 figures[name][side].append(float(line[key]))
                 print(json.dumps({"side": side, "round": round_no, "cpu_busy_before": busy,
                                   "loadavg": load, **line}), flush=True)

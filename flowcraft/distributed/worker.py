@@ -14,8 +14,8 @@ import logging
 import os
 import secrets
 import signal
-import time
 from collections.abc import Collection, Mapping
+from contextvars import ContextVar
 from enum import StrEnum
 from typing import Any
 
@@ -38,7 +38,13 @@ from flowcraft.distributed.protocols import (
     JobQueue,
     Refusal,
 )
-from flowcraft.errors import BlueprintError, BlueprintVersionError, ContextError, FlowcraftError
+from flowcraft.errors import (
+    BlueprintError,
+    BlueprintVersionError,
+    ContextError,
+    FlowcraftError,
+    NodeTimeoutError,
+)
 from flowcraft.events import ContextChange, Event, JobFailed, JobProcessed, NodeStart
 from flowcraft.expressions import ExpressionEvaluator
 from flowcraft.nodes import NodeContext, NodeResult
@@ -55,6 +61,9 @@ _to_json, _from_json = msgspec.json.encode, msgspec.json.decode
 CRASH_AFTER_COMMIT_ENV = "FLOWCRAFT_TEST_CRASH_AFTER_COMMIT"
 """Test-only hook: a worker whose environment names a node id here SIGKILLs itself right after
 committing that node and before handing its successors to the queue."""
+
+_JOB_TRY: ContextVar[tuple[int, int]] = ContextVar("flowcraft_job_try", default=(1, 0))
+"""(this try of the job, the queue's tries per job or 0: no limit), as the host says."""
 
 
 class JobOutcome(StrEnum):
@@ -155,21 +164,31 @@ class JobWorker(Control):
 
     def __init__(self, store: CoordinationStore, queue: JobQueue, flows: Flows = (), *,
                  dependencies: Mapping[str, Any] | None = None, version_grace_s: float = 60.0,
-                 **options: Any) -> None:
+                 job_timeout_s: float | None = None, **options: Any) -> None:
         """`options` are the control side's (`Completer`): registry, middleware, event_bus,
-        evaluator, lease_ms, stream_events."""
+        evaluator, lease_ms, stream_events. `job_timeout_s` is the queue's own limit per job
+        (arq's `job_timeout`): a job still running shortly before it fails its instance."""
         super().__init__(store, queue, flows, **options)
         self.dependencies: Mapping[str, Any] = dependencies or {}
         self.version_grace_s = version_grace_s
+        self.job_timeout_s = job_timeout_s
         self._input_keys: dict[int, tuple[str, ...]] = {}
-        self._version_seen: dict[str, float] = {}
 
-    async def handle(self, payload: JobPayload) -> JobOutcome | Refusal:
-        """Run one node job. Returns what happened to it, or why the store refused it."""
+    async def handle(self, payload: JobPayload, *, job_try: int = 1,
+                     max_tries: int = 0) -> JobOutcome | Refusal:
+        """Run one node job. Returns what happened to it, or why the store refused it.
+
+        `job_try` / `max_tries`: which try of its job this is and how many the queue allows
+        (0: no limit); they pace the version grace period (`version_retry_s`)."""
         token = CURRENT_JOB.set(self._job_trace(payload))  # tracing hook (jobtrace.py)
+        tries = _JOB_TRY.set((job_try, max_tries))
         try:
-            outcome = await self._handle(payload)
+            with anyio.move_on_after(self._deadline_s()) as deadline:
+                outcome = await self._handle(payload)
+            if deadline.cancelled_caught:
+                outcome = await self._past_deadline(payload)
         finally:
+            _JOB_TRY.reset(tries)
             CURRENT_JOB.reset(token)
         if self._job_events:
             event: Event
@@ -251,23 +270,57 @@ class JobWorker(Control):
                 scope.cancel()
                 return
 
+    def version_retry_s(self, max_tries: int) -> float:
+        """Seconds between the tries of a job with another blueprint version: at most 5 s
+        (a quarter of the grace period when shorter), but long enough that `max_tries` tries
+        span the whole grace period (arq drops a job whose tries are used up)."""
+        grace = self.version_grace_s
+        spread = grace / (max_tries - 1) if max_tries > 1 else grace
+        return max(min(5.0, grace / 4), spread)
+
     async def _version_mismatch(self, payload: JobPayload, spec: GraphSpec,
                                 node: CompiledNode) -> JobOutcome | Refusal:
-        if len(self._version_seen) > 10_000:
-            self._version_seen.clear()
-        first = self._version_seen.setdefault(payload.job_id, time.monotonic())
-        if time.monotonic() - first < self.version_grace_s:
-            raise VersionMismatch(payload, spec.version, min(5.0, self.version_grace_s / 4))
-        self._version_seen.pop(payload.job_id, None)  # grace is over: decided either way
+        """Retry the job (another worker may have its version) until the grace period,
+        counted in tries, is over, then fail the instance with BlueprintVersionError. The
+        tries are the queue's, so the count holds across workers and restarts."""
+        number, most = _JOB_TRY.get()
+        defer = self.version_retry_s(most)
+        if (number - 1) * defer < self.version_grace_s and (most == 0 or number < most):
+            raise VersionMismatch(payload, spec.version, defer)
+        return await self._fail_unrun(payload, spec, node, BlueprintVersionError(
+            f"run {payload.run_id!r}: node {node.id!r} was scheduled with blueprint version "
+            f"{payload.version!r} but the workers run version {spec.version!r}"), 0)
+
+    def _deadline_s(self) -> float:
+        """How long a job may run: the queue's job timeout less a margin to record the
+        failure in (a tenth of it, at most 5 s)."""
+        if self.job_timeout_s is None:
+            return float("inf")
+        return self.job_timeout_s - min(5.0, self.job_timeout_s / 10)
+
+    async def _past_deadline(self, payload: JobPayload) -> JobOutcome | Refusal:
+        """The job ran into `_deadline_s` (and gave its instance up): the queue would drop it
+        without a retry, so fail the instance now, with an error that says why."""
+        graph = self.graph(payload.blueprint_id)
+        node = graph.by_id[payload.node_id]
+        log.warning("run %s: job %s ran past the job timeout (%g s)", payload.run_id,
+                    payload.job_id, self.job_timeout_s)
+        return await self._fail_unrun(payload, graph_spec(graph), node, NodeTimeoutError(
+            f"run {payload.run_id!r}: node {node.id!r} was still running after "
+            f"{self._deadline_s():g} s, close to the job timeout of {self.job_timeout_s:g} s "
+            f"(arq's job_timeout); give the node a `timeout` below it to retry it instead"), 1)
+
+    async def _fail_unrun(self, payload: JobPayload, spec: GraphSpec, node: CompiledNode,
+                          cause: FlowcraftError, attempt: int) -> JobOutcome | Refusal:
+        """Claim the instance and record `cause` as its failure (refused if it is not ours
+        to take: already done, leased elsewhere, run over)."""
         token = secrets.token_hex(8)
         ref = InstanceRef(payload.run_id, node.index, payload.iteration, payload.item)
         claim = await self.store.claim(ref, token, self.lease_ms)
         if claim.reason is not None:
+            await self.dispatch(payload.run_id, spec, claim.jobs)
             return claim.reason
-        cause = BlueprintVersionError(
-            f"run {payload.run_id!r}: node {node.id!r} was scheduled with blueprint version "
-            f"{payload.version!r} but the workers run version {spec.version!r}")
-        await self.record_failure(ref, spec, node, token, cause, 0, [], [])
+        await self.record_failure(ref, spec, node, token, cause, attempt, [], [])
         return JobOutcome.FAILED
 
     # -- running nodes ----------------------------------------------------------------------

@@ -140,12 +140,14 @@ class ArqControl(Control):
 
 
 class ArqAdapter(BaseDistributedAdapter):
-    """BaseDistributedAdapter (the worker side, and control) on RedisRunStore and ArqQueue."""
+    """BaseDistributedAdapter (the worker side, and control) on RedisRunStore and ArqQueue.
+    `max_tries` is arq's tries per job (0: unknown)."""
 
     def __init__(self, redis: ArqRedis, flows: Flows = (), *,
                  queue_name: str | None = None, prefix: str = DEFAULT_PREFIX,
-                 result_ttl: float = 86_400.0, **kwargs: Any) -> None:
+                 result_ttl: float = 86_400.0, max_tries: int = 0, **kwargs: Any) -> None:
         self.redis, self.redis_store, queue = on_redis(redis, queue_name, prefix, result_ttl)
+        self.max_tries = max_tries
         super().__init__(self.redis_store, queue, flows, **kwargs)
 
 
@@ -154,7 +156,8 @@ async def run_node_job(ctx: dict[str, Any], payload: Any) -> None:
     adapter: ArqAdapter = ctx[ADAPTER_CTX_KEY]
     job = msgspec.convert(payload, JobPayload)
     try:
-        outcome = await adapter.handle(job)
+        outcome = await adapter.handle(job, job_try=ctx.get("job_try", 1),
+                                       max_tries=adapter.max_tries)
     except VersionMismatch as exc:
         log.warning("%s; retrying in %.1fs", exc, exc.defer_s)
         raise Retry(defer=exc.defer_s) from None
@@ -206,8 +209,10 @@ def worker_settings(
 
     `poll_delay` (s) and `max_jobs` are arq's; the defaults suit workflows (arq's own 0.5 s poll
     delay would add up to half a second per node). `job_timeout` (s) also bounds how long arq
-    waits before re-running the job of a worker that died (`job_timeout + 10 s`). `lease_ms`
-    is how long a dead worker blocks an instance for `reconcile`.
+    waits before re-running the job of a worker that died (`job_timeout + 10 s`); a node still
+    running shortly before it fails with NodeTimeoutError (arq would drop the job). `lease_ms`
+    is how long a dead worker blocks an instance for `reconcile`. A job with another
+    blueprint version is retried for `version_grace_s`, spread over at most `max_tries` tries.
 
     `reconcile_every` (s): every worker tries to run a reconcile pass this often, one at a time
     under a Redis lock (None: off, reconcile by hand). `reconcile_stalled_after` (s) is the
@@ -225,7 +230,7 @@ def worker_settings(
         "dependencies": dependencies, "registry": registry, "middleware": middleware,
         "event_bus": event_bus, "evaluator": evaluator, "lease_ms": lease_ms,
         "stream_events": stream_events, "version_grace_s": version_grace_s,
-        "max_redrives": max_redrives,
+        "max_redrives": max_redrives, "job_timeout_s": job_timeout, "max_tries": max_tries,
     }
 
     async def startup(ctx: dict[str, Any]) -> None:

@@ -48,7 +48,7 @@ from flowcraft.events import (
 )
 from flowcraft.expressions import ExpressionEvaluator
 from flowcraft.nodes import NodeContext, NodeResult
-from flowcraft.result import WorkflowError, utc_now
+from flowcraft.result import WorkflowError, WorkflowResult, utc_now
 from flowcraft.runtime.book import BACK, EXIT
 from flowcraft.runtime.executor import RecoveredResult
 from flowcraft.runtime.graph import CompiledNode, Graph
@@ -201,13 +201,19 @@ class Completer:
             await self.notify_parent(run_id)
 
     async def notify_parent(self, child_id: str) -> None:
-        """A child run ended or paused: complete (or fail, or pause) its subflow node."""
+        """A child run ended or paused: complete (or fail, or pause) its subflow node.
+
+        A cancelled child counts as ended at once, while its running nodes still stop. A
+        parent still awaiting on a child that ended (a resume stopped between resuming the
+        child and parking the parent) parks its node first."""
         ref = await self.store.parent_of(child_id)
         if ref is None:
             return
         child = await self.store.result(child_id)
         if child is None:
-            return
+            if await self.store.status(child_id) != "cancelled":
+                return
+            child = WorkflowResult(run_id=child_id, status="cancelled")
         blueprint_id = await self.store.blueprint_of(ref.run_id)
         if blueprint_id is None:
             return
@@ -215,7 +221,13 @@ class Completer:
         spec = graph_spec(graph)
         node = graph.nodes[ref.node]
         token = uuid.uuid4().hex[:16]
-        if not (await self.store.claim(ref, token, self.lease_ms, adopt=True)).ok:
+        claim = await self.store.claim(ref, token, self.lease_ms, adopt=True)
+        if not claim.ok and child.status != "awaiting" and (
+                (await self.store.awaiting(ref.run_id)).get(ref.key) == node.id):
+            await self.store.resume(ref, spec, CommitRequest(
+                node_id=node.id, timestamp=timestamp(), park=True))
+            claim = await self.store.claim(ref, token, self.lease_ms, adopt=True)
+        if not claim.ok:
             return
         buffered = BufferedContext(self.store, ref.run_id)
         ctx = NodeContext(context=buffered, input=None, params=node.params, dependencies={},

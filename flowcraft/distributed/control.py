@@ -32,7 +32,8 @@ from flowcraft.errors import (
 )
 from flowcraft.events import Event, WorkflowResume, WorkflowStart
 from flowcraft.nodes import NodeResult
-from flowcraft.runtime.spec import graph_spec
+from flowcraft.runtime.graph import CompiledNode
+from flowcraft.runtime.spec import GraphSpec, graph_spec
 
 log = logging.getLogger("flowcraft.distributed")
 
@@ -94,20 +95,13 @@ class Control(Completer):
     async def resume(self, run_id: str, node_id: str | None = None, output: Any = None,
                      action: str | None = None) -> None:
         """Complete an awaiting node with `output`/`action` and continue its branch, as
-        `FlowRuntime.resume` does; raises ResumeError when the node is not awaiting."""
-        waiting = await self.store.awaiting(run_id)
-        if node_id is None:
-            if len(waiting) != 1:
-                raise ResumeError(f"run {run_id!r}: node_id is required when "
-                                  f"{len(waiting)} nodes await: {sorted(waiting.values())}")
-            node_id = next(iter(waiting.values()))
-        matches = [key for key, waiting_id in waiting.items() if waiting_id == node_id]
-        if not matches:
-            if await self.store.status(run_id) is None:
-                raise RunNotFoundError(f"no run {run_id!r}")
-            raise ResumeError(f"run {run_id!r}: node {node_id!r} is not awaiting "
-                              f"(awaiting: {sorted(waiting.values())})")
-        node_index, iteration = (int(part) for part in matches[0].split("#"))
+        `FlowRuntime.resume` does; raises ResumeError when the node is not awaiting.
+
+        A retry of a call whose caller died after the store recorded it but before its jobs
+        were queued succeeds and queues them (the store answers with the jobs still in the
+        outbox); once they are queued, resuming the node again raises ResumeError."""
+        key, node_id, handed = await self._target(run_id, node_id)
+        node_index, iteration = (int(part) for part in key.split("#"))
         blueprint_id = await self.store.blueprint_of(run_id)
         if blueprint_id is None:
             raise RunNotFoundError(f"no run {run_id!r}")
@@ -117,15 +111,7 @@ class Control(Completer):
         ref = InstanceRef(run_id, node_index, iteration)
         resumed = WorkflowResume(run_id=run_id, blueprint_id=graph.id, node_id=node.id)
         if node.kind == SUBFLOW:
-            # resuming a subflow node resumes its child run (whose single awaiting node gets
-            # the output); the child's end completes the node
-            parked = await self.store.resume(ref, spec, CommitRequest(
-                node_id=node.id, events=self.stream([resumed]), timestamp=timestamp(),
-                park=True))
-            if not parked.ok:
-                raise ResumeError(f"run {run_id!r}: cannot resume node {node.id!r} "
-                                  f"({parked.reason})")
-            await self.resume(child_run_id(run_id, node.id, iteration), None, output, action)
+            await self._resume_child(ref, spec, node, resumed, handed, output, action)
             return
         ensure_encodable(output_key(node.id), output)
         events: list[Event] = []
@@ -136,18 +122,103 @@ class Control(Completer):
         if not outcome.ok:
             raise ResumeError(f"run {run_id!r}: cannot resume node {node.id!r} "
                               f"({outcome.reason})")
+        self.after_commit(node)
         await self.dispatch(run_id, spec, outcome.jobs)
         await self.ended(run_id, outcome)
 
+    async def _target(self, run_id: str, node_id: str | None) -> tuple[str, str, bool]:
+        """The instance key and node id `resume(run_id, node_id)` resumes, and whether it is a
+        subflow node already handed over to its awaiting child (an interrupted resume)."""
+        waiting = await self.store.awaiting(run_id)
+        handed: dict[str, str] = {}
+        if len(waiting) != 1 if node_id is None else node_id not in waiting.values():
+            handed = await self._handed_over(run_id)
+            waiting = {**waiting, **handed}
+        if node_id is None:
+            if len(waiting) != 1:
+                if not waiting and await self.store.status(run_id) is None:
+                    raise RunNotFoundError(f"no run {run_id!r}")
+                raise ResumeError(f"run {run_id!r}: node_id is required when "
+                                  f"{len(waiting)} nodes await: {sorted(waiting.values())}")
+            node_id = next(iter(waiting.values()))
+        matches = sorted(key for key, waiting_id in waiting.items() if waiting_id == node_id)
+        if not matches:
+            if await self.store.status(run_id) is None:
+                raise RunNotFoundError(f"no run {run_id!r}")
+            raise ResumeError(f"run {run_id!r}: node {node_id!r} is not awaiting "
+                              f"(awaiting: {sorted(waiting.values())})")
+        return matches[0], node_id, matches[0] in handed
+
+    async def _handed_over(self, run_id: str) -> dict[str, str]:
+        """Parked subflow instances whose child run awaits ("n#it" -> node id): a resume
+        parked the node and stopped before resuming the child."""
+        parked = await self.store.parked(run_id)
+        blueprint_id = await self.store.blueprint_of(run_id) if parked else None
+        if not blueprint_id:
+            return {}
+        graph = await self.known_graph(blueprint_id)
+        out = {}
+        for ref in parked:
+            node = graph.nodes[ref.node]
+            if await self.store.status(child_run_id(run_id, node.id, ref.iteration)) \
+                    == "awaiting":
+                out[f"{ref.node}#{ref.iteration}"] = node.id
+        return out
+
+    async def _resume_child(self, ref: InstanceRef, spec: GraphSpec, node: CompiledNode,
+                            resumed: WorkflowResume, handed: bool, output: Any,
+                            action: str | None) -> None:
+        """Resuming a subflow node resumes its child run (whose single awaiting node gets
+        the output); the child's end completes the node. What the child would refuse is
+        refused before the parent changes; should the child refuse anyway, the parent
+        awaits again as before."""
+        child_id = child_run_id(ref.run_id, node.id, ref.iteration)
+        await self._target(child_id, None)  # raises ResumeError as the child's resume would
+        if not handed:
+            parked = await self.store.resume(ref, spec, CommitRequest(
+                node_id=node.id, events=self.stream([resumed]), timestamp=timestamp(),
+                park=True))
+            if not parked.ok:
+                raise ResumeError(f"run {ref.run_id!r}: cannot resume node {node.id!r} "
+                                  f"({parked.reason})")
+        try:
+            await self.resume(child_id, None, output, action)
+        except ResumeError:
+            await self.notify_parent(child_id)  # the child still awaits: so does the parent
+            raise
+
     async def cancel(self, run_id: str) -> bool:
         """Cancel a run: nothing new starts, running nodes are cancelled at their next lease
-        renewal. Returns False when the run was not running or awaiting."""
+        renewal, and the child runs of its subflow nodes are cancelled too. A cancelled child
+        run fails its parent's subflow node (SubflowError, as in memory). Returns False when
+        the run was not running or awaiting."""
         outcome = await self.store.cancel(run_id, timestamp())
         if outcome.reason == "unknown":
             raise RunNotFoundError(f"no run {run_id!r}")
-        if outcome.ok:
-            await self.ended(run_id, outcome)
-        return outcome.ok
+        if not outcome.ok:
+            return False
+        await self.ended(run_id, outcome)
+        if not outcome.finished:
+            await self.notify_parent(run_id)  # its nodes still stop, but its status is final
+        for child_id in await self._children(run_id, outcome.handed_over):
+            await self.cancel_child(child_id)
+        return True
+
+    async def cancel_child(self, child_id: str) -> None:
+        """Cancel a child run whose parent stopped (it may have ended meanwhile)."""
+        try:
+            await self.cancel(child_id)
+        except RunNotFoundError:
+            log.info("child run %s of a cancelled run is gone", child_id)
+
+    async def _children(self, run_id: str, refs: list[InstanceRef]) -> list[str]:
+        """The child runs of the subflow nodes among `refs`."""
+        blueprint_id = await self.store.blueprint_of(run_id) if refs else None
+        if not blueprint_id:
+            return []
+        graph = await self.known_graph(blueprint_id)
+        return [child_run_id(run_id, graph.nodes[ref.node].id, ref.iteration) for ref in refs
+                if graph.nodes[ref.node].kind == SUBFLOW]
 
     async def reconcile(self, stalled_after: float = 60.0) -> dict[str, int]:
         """Re-drive runs without progress for `stalled_after` seconds: undelivered jobs,

@@ -126,8 +126,9 @@ class MemoryStore:
             if rec.state != "S":
                 return ClaimOutcome(False, Refusal.NOT_FIRED, status=status)
             rec.state, rec.fired = "F", now_ms()
-        elif rec.state == "B":
-            return ClaimOutcome(False, Refusal.SCATTERED, status=status)
+        elif rec.state == "B":  # (a redelivered job of a batch: re-drive its items' jobs)
+            return ClaimOutcome(False, Refusal.SCATTERED, status=status,
+                                jobs=list(run.outbox.values()))
         elif rec.state == "S":
             return ClaimOutcome(False, Refusal.PARKED, status=status)
         elif rec.state not in ("F", "G"):
@@ -235,6 +236,12 @@ class MemoryStore:
             return CommitOutcome(False, Refusal.NOT_RUNNING, status=status)
         key = ref.key
         if run.awaiting.pop(key, None) is None:
+            # a retried resume: the jobs its first call fired that are not queued yet
+            pending = [run.outbox[k] for k in run.resumed.get(key, ()) if k in run.outbox]
+            if pending and not request.park:
+                return CommitOutcome(True, jobs=pending, status=status)
+            if not request.park:
+                run.resumed.pop(key, None)
             return CommitOutcome(False, Refusal.NOT_AWAITING, status=status)
         if status == "awaiting":
             run.meta["status"] = "running"
@@ -248,6 +255,8 @@ class MemoryStore:
         fired: list[JobRef] = []
         run.route(ref, request.resolutions, fired, 0,
                     request.timestamp if request.skip_events else None)
+        if fired:
+            run.resumed[key] = [job.key for job in fired]
         run.live += len(fired)
         run.updated = time.monotonic()
         finished = self._maybe_finish(run, spec, request.timestamp)
@@ -258,12 +267,19 @@ class MemoryStore:
         """A batch hands its items out as jobs, at most `concurrency` at a time (0: all): it
         stays live (state B) until the last item's commit gathers the outputs (state G), then
         completes like any node. A subflow node (items None) parks (state S), unleased, until
-        a claim with `adopt` takes it back to complete it."""
+        a claim with `adopt` takes it back to complete it. A run that stopped meanwhile drops
+        the instance instead; a retried call (the instance is done) gets the outbox."""
         key = ref.key
-        held = self._end_lease(ref.run_id, key, token)
+        held = self._end_lease(ref.run_id, key, token, outbox_on_done=True)
         if isinstance(held, CommitOutcome):
             return held
         run = held
+        status = run.meta["status"]
+        if status != "running":
+            run.inst[key].state = "C"
+            run.live -= 1
+            finished = self._maybe_finish(run, None, utc_now().isoformat())
+            return CommitOutcome(False, Refusal.NOT_RUNNING, status=status, finished=finished)
         run.events.extend(events)
         if items is None:
             run.inst[key].state = "S"
@@ -334,12 +350,15 @@ class MemoryStore:
         status = run.meta["status"]
         if status not in ("running", "awaiting"):
             return CommitOutcome(False, Refusal.NOT_RUNNING, status=status)
+        handed = sorted({*(key for key, rec in run.inst.items() if rec.state == "S"),
+                         *run.awaiting}, key=lambda key: tuple(map(int, key.split("#"))))
         run.meta["status"] = "cancelled"
         run.awaiting.clear()
         run.result = None
         run.drop_unleased()
         finished = self._maybe_finish(run, None, timestamp)
-        return CommitOutcome(True, status="cancelled", finished=finished)
+        return CommitOutcome(True, status="cancelled", finished=finished, handed_over=[
+            InstanceRef(run_id, *map(int, key.split("#"))) for key in handed])
 
     async def stalled_runs(self, idle_ms: int) -> list[str]:
         limit = time.monotonic() - idle_ms / 1000.0

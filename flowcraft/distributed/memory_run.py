@@ -70,6 +70,7 @@ class StoredRun:
         self.completions: dict[str, int] = {}
         self.batches: dict[str, list[bytes | None]] = {}
         self.held: dict[str, list[int]] = {}  # batch items not released yet (concurrency)
+        self.resumed: dict[str, list[str]] = {}  # resumed instance -> outbox keys it fired
 
     def check_lease(self, key: str, token: str) -> Refusal | None:
         """Why `token` does not hold a live claim on instance `key` (None: it does)."""

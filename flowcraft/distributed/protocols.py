@@ -187,7 +187,9 @@ class CommitOutcome(msgspec.Struct, frozen=True):
     """`ok` (recorded) or rejected (`reason`: "stale", "not_fired", ...); `jobs` to enqueue;
     `status` the run status afterwards; `finished` when this call finished the run.
     `gathered` (item commits only): this was the batch's last item; the outputs of all items
-    in order (a JSON list), and the caller now holds the lease on the batch instance."""
+    in order (a JSON list), and the caller now holds the lease on the batch instance.
+    `handed_over` (cancel only): the instances that were parked or awaiting when the run was
+    cancelled, in order; the subflow nodes among them have child runs to cancel too."""
 
     ok: bool
     reason: Refusal | None = None
@@ -195,6 +197,7 @@ class CommitOutcome(msgspec.Struct, frozen=True):
     status: str = ""
     finished: bool = False
     gathered: bytes | None = None
+    handed_over: list[InstanceRef] = msgspec.field(default_factory=list)
 
 
 class StartOutcome(msgspec.Struct, frozen=True):

@@ -136,18 +136,26 @@ class Job:
             self.worker.stream(self.events), concurrency_of(node, len(items)))
         self.events.clear()
         if outcome.ok:
-            await self.worker.dispatch(run_id, self.spec, outcome.jobs)
+            self.worker.after_commit(node)
+        # the items' jobs, or (a retried scatter) the outbox its first attempt left
+        await self.worker.dispatch(run_id, self.spec, outcome.jobs)
+        if outcome.finished:  # the run stopped meanwhile and this dropped the batch
+            await self.worker.ended(run_id, outcome)
         return None
 
     async def run_child(self, node: CompiledNode, ctx: NodeContext, blueprint_id: str,
                         context: dict[str, Any], run_id: str) -> WorkflowResult | None:
         """Start the child run and park this instance until the child ends (or pauses)."""
         worker, parent = self.worker, self.payload.run_id
+        self.settling = True  # from here on a cancelled parent cancels the child (below)
         await worker.start_run(worker.graph(blueprint_id).id, context, run_id,
                                (parent, node.index, self.payload.iteration))
-        self.settling = True
         parked = await worker.store.hand_off(self.ref, self.token)
-        if parked.ok and await worker.store.result(run_id) is not None:
+        await worker.dispatch(parent, self.spec, parked.jobs)  # a retried park's outbox
+        if parked.reason == Refusal.NOT_RUNNING:  # the parent stopped meanwhile
+            await worker.ended(parent, parked)
+            await worker.cancel_child(run_id)
+        elif parked.ok and await worker.store.result(run_id) is not None:
             await worker.notify_parent(run_id)  # the child ended before we parked
         return None
 

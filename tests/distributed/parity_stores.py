@@ -125,7 +125,8 @@ def _outcome(out: ClaimOutcome | CommitOutcome | StartOutcome | ReconcileOutcome
         return Answer(True, "", _jobs(out.jobs), out.status, out.finished,
                       extra={"refired": out.refired, "blueprint_id": out.blueprint_id})
     return Answer(out.ok, _reason(out.reason), _jobs(out.jobs), out.status, out.finished,
-                  extra={"gathered": _json(out.gathered)})
+                  extra={"gathered": _json(out.gathered),
+                         "handed_over": [ref.key for ref in out.handed_over]})
 
 
 def _reason(reason: Refusal | str | None) -> str:

@@ -300,6 +300,8 @@ class Harness:
         for key, state in seen.instances.items():
             if state[:1] in ("F", "G"):
                 self.fired[inst_of(key)] = (int(state[1:]), seen.inputs[key])
+        if step.kind in ("scatter", "park") and answer.reason == "not_running":
+            self.held.pop(step.inst, None)  # the run stopped: the instance was dropped
         if not answer.ok:
             return
         if step.kind == "resume" and step.park:
@@ -486,3 +488,32 @@ async def test_resumed_subflow_keeps_its_input_and_epoch(redis_url: str) -> None
         Step("reconcile"), *_await(1, "t2", "b"), Step("resume", inst=second, park=True),
         Step("adopt", inst=second, token="t3"), Step("claim", inst=second, token="t3")],
         answers_only=True)
+
+
+# -- issue 9 items 4 and 5: both stores answer these the same way (plain tests, not in KNOWN).
+
+async def test_retried_resume_answers_its_unqueued_jobs_then_refuses(redis_url: str) -> None:
+    """A resume whose jobs are not acked yet, resumed again, answers those jobs (a retry after
+    a lost reply); once they are acked, a further resume is refused not_awaiting."""
+    wait = (0, 0, -1)
+    resumed = Step("resume", inst=wait, resolutions=((0, True, b"1"),))
+    await replay(redis_url, _graph(("a", "b"), (("a", "b"),)), [
+        Step("start"), *_await(0, "t1", "a"), resumed, resumed, resumed,
+        Step("ack", jobs=((1, 0, -1, 0, False),)), resumed])
+
+
+async def test_park_and_scatter_after_cancel_drop_the_instance(redis_url: str) -> None:
+    """A subflow node parking (or a batch scattering) after its run was cancelled: the
+    instance is dropped and the run finishes; a retried park is refused 'done'."""
+    node = (0, 0, -1)
+    for hand_off in (Step("park", inst=node, token="t1"),
+                     Step("scatter", inst=node, token="t1", items=(b"1", b"2"))):
+        await replay(redis_url, _graph(("a", "b")), [
+            Step("start"), Step("claim", inst=node, token="t1"), Step("cancel"), hand_off,
+            hand_off])
+
+
+async def test_cancel_names_the_parked_and_awaiting_instances(redis_url: str) -> None:
+    await replay(redis_url, _graph(("a", "b", "c")), [
+        Step("start"), Step("claim", inst=(1, 0, -1), token="t1"),
+        Step("park", inst=(1, 0, -1), token="t1"), *_await(0, "t2", "a"), Step("cancel")])

@@ -294,11 +294,13 @@ class RedisRunStore:
     async def hand_off(self, ref: InstanceRef, token: str, items: Sequence[bytes] | None = None,
                        events: Sequence[bytes] = (), concurrency: int = 0) -> CommitOutcome:
         if items is None:
-            out = await self._call("park", ref.run_id, {**_at(ref), "tok": token})
+            out = await self._call("park", ref.run_id, {**_at(ref), "tok": token,
+                                                        "ts": utc_now().isoformat()})
         else:
             out = await self._call("scatter", ref.run_id, {
                 **_at(ref), "tok": token, "items": [_text(i) for i in items],
-                "ev": [_text(e) for e in events], "now": _now_ms(), "conc": concurrency})
+                "ev": [_text(e) for e in events], "now": _now_ms(), "conc": concurrency,
+                "ts": utc_now().isoformat()})
         return await self._finished(ref.run_id, out)
 
     async def awaiting(self, run_id: str) -> dict[str, str]:
@@ -358,7 +360,10 @@ class RedisRunStore:
 
     async def cancel(self, run_id: str, timestamp: str) -> CommitOutcome:
         out = await self._call("cancel", run_id, {"ts": timestamp, "now": _now_ms()})
-        return await self._finished(run_id, out)
+        outcome = await self._finished(run_id, out[:4])
+        handed = sorted(tuple(int(p) for p in _text(key).split("#")) for key in out[4:])
+        return msgspec.structs.replace(
+            outcome, handed_over=[InstanceRef(run_id, n, it) for n, it in handed])
 
     async def reconcile_run(self, run_id: str, timestamp: str, stalled_ms: int = 0,
                             max_redrives: int = 0) -> ReconcileOutcome:

@@ -15,7 +15,8 @@ if not m[2] then
   return {0, 'not_fired', status}
 end
 if m[2] == 'B' then
-  return {0, 'scattered', status}
+  -- e.g. the batch's job delivered again after its worker died before queueing the items
+  return with_outbox({0, 'scattered', status})
 end
 if m[2] == 'S' then
   return {0, 'parked', status}

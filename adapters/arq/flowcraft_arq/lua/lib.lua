@@ -26,6 +26,8 @@
 --   n:n#it     continues of loop controller n for loop entry iteration it
 --   x:n#it     pill ("poison" / "cancel") left by a failed predecessor
 --   w:n#it     node id of an awaiting instance (wait), until resumed
+--   r:n#it     outbox fields (space separated) of the jobs a resume of n#it fired, kept
+--              until they are queued, so a retried resume re-drives them (resume.lua)
 -- Writes to the meta hash are buffered and flushed with one HSET at the end of a script;
 -- events are buffered and appended with one XADD.
 local K_META, K_CTX, K_ERRORS = KEYS[1], KEYS[2], KEYS[3]
@@ -243,6 +245,16 @@ local function outbox_of(flat)
     end
   end
   return out
+end
+
+-- a refusal with the outbox appended: the jobs a retried call (whose first attempt was recorded
+-- but perhaps not queued) must queue
+local function with_outbox(refusal)
+  local jobs = outbox_of(redis.call('HGETALL', K_META))
+  for i = 1, #jobs do
+    refusal[#refusal + 1] = jobs[i]
+  end
+  return refusal
 end
 
 -- drop fired instances nobody holds a live lease on (the run failed or was cancelled) and

@@ -1,10 +1,22 @@
 -- park: a subflow node hands over to its child run; the instance stays live and unleased
 -- ("S") until `adopt` takes it back to complete it; its epoch and input wait in `sp:`.
--- A: {n, it, tok}
--- returns {ok, reason, status, 0}
-local field, status, r = held()
+-- A run that stopped meanwhile (cancelled, failed) drops the instance instead (the caller
+-- cancels the child). A retried park of a parked instance answers 'done' with the outbox.
+-- A: {n, it, tok, ts}
+-- returns {ok, reason, status, finished, job, ...}
+local field, status, r, live = held()
 if not field then
+  if status[2] == 'done' then
+    return with_outbox(status)
+  end
   return status  -- the refusal
+end
+if status ~= 'running' then
+  put(field, 'C')
+  put('live', fmt(live - 1))
+  local finished = maybe_finish(live - 1, status, A.ts, blueprint_id())
+  flush()
+  return {0, 'not_running', status, finished}
 end
 redis.call('HSET', K_META, field, 'S', 'sp:' .. ikey(A.n, A.it), saved(r))
 return {1, '', status, 0}

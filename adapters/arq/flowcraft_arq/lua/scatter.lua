@@ -2,11 +2,23 @@
 -- own job; the batch instance stays live ("B") until the last item's commit gathers the
 -- outputs (see commit.lua), then completes like any node. At most `conc` items run at once
 -- (0: all): the others are held ("H<input>") and released one per finished item.
--- A: {n, it, tok, items = {item JSON, ...}, ev, now, conc}
--- returns {ok, reason, status, 0, job, ...}
+-- A retried scatter (its caller died before queueing the items' jobs) is refused 'done' with
+-- the outbox to queue; a run that stopped meanwhile drops the batch instance instead.
+-- A: {n, it, tok, items = {item JSON, ...}, ev, now, conc, ts}
+-- returns {ok, reason, status, finished, job, ...}
 local field, status, r, live = held()
 if not field then
+  if status[2] == 'done' then
+    return with_outbox(status)
+  end
   return status  -- the refusal
+end
+if status ~= 'running' then
+  put(field, 'C')
+  put('live', fmt(live - 1))
+  local finished = maybe_finish(live - 1, status, A.ts, blueprint_id())
+  flush()
+  return {0, 'not_running', status, finished}
 end
 local bk = ikey(A.n, A.it)
 put(field, 'B')

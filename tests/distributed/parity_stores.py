@@ -30,6 +30,7 @@ from flowcraft.distributed.protocols import (
     Refusal,
     Resolution,
     StartOutcome,
+    inst_key,
 )
 from flowcraft.runtime.graph import Graph
 
@@ -90,9 +91,10 @@ class Observed:
     inputs: dict[str, Any]  # the input (decoded) of each leasable instance
     outbox: frozenset[str]
     live: int
+    joins: frozenset[str] = frozenset()  # "n#it" of joins still waiting for required edges
 
 
-Book = tuple[dict[str, str], dict[str, bytes], frozenset[str], int]
+Book = tuple[dict[str, str], dict[str, bytes], frozenset[str], int, frozenset[str]]
 
 
 def _json(raw: bytes | None) -> Any:
@@ -211,17 +213,18 @@ class StoreDriver:
 
     async def observe(self, run_id: str) -> Observed:
         context = await self.store.get_context(run_id)
-        instances, inputs, outbox, live = await self.bookkeeping(run_id)
+        instances, inputs, outbox, live, joins = await self.bookkeeping(run_id)
         return Observed(
             status=await self.store.status(run_id),
             context={k: _json(v) for k, v in context.items()},
             result=_result(await self.store.result(run_id)),
             awaiting=await self.store.awaiting(run_id),
             instances=instances, inputs={k: _json(v) for k, v in inputs.items()},
-            outbox=outbox, live=live)
+            outbox=outbox, live=live, joins=joins)
 
     async def bookkeeping(self, run_id: str) -> Book:
-        """Instance states, inputs of leasable instances, outbox keys, live count."""
+        """Instance states, inputs of leasable instances, outbox keys, live count, joins
+        waiting for required edges (a resolved join's fields are gone)."""
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -237,11 +240,12 @@ class MemoryDriver(StoreDriver):
     async def bookkeeping(self, run_id: str) -> Book:
         run = self.store.runs.get(run_id)
         if run is None:
-            return {}, {}, frozenset(), 0
+            return {}, {}, frozenset(), 0, frozenset()
         instances = {key: rec.state + (str(rec.epoch) if rec.state in "FG" else "")
                      for key, rec in run.inst.items()}
         inputs = {key: rec.input for key, rec in run.inst.items() if rec.state in "FG"}
-        return instances, inputs, frozenset(run.outbox), run.live
+        joins = frozenset(inst_key(n, it) for n, it in run.book.joins)
+        return instances, inputs, frozenset(run.outbox), run.live, joins
 
 
 class RedisDriver(StoreDriver):
@@ -257,6 +261,7 @@ class RedisDriver(StoreDriver):
         instances: dict[str, str] = {}
         inputs: dict[str, bytes] = {}
         outbox: set[str] = set()
+        joins: set[str] = set()
         live = 0
         for key, value in raw.items():
             name, text = key.decode(), value.decode()
@@ -268,9 +273,11 @@ class RedisDriver(StoreDriver):
                 instances[name[2:]] = text[:1]
             elif name.startswith("o:"):
                 outbox.add(name[2:])
+            elif name.startswith("j:"):
+                joins.add(name[2:])
             elif name == "live":
                 live = int(text)
-        return instances, inputs, frozenset(outbox), live
+        return instances, inputs, frozenset(outbox), live, frozenset(joins)
 
     async def close(self) -> None:
         keys = [key async for key in self.redis.scan_iter(match=run_pattern(self.prefix))]

@@ -22,9 +22,11 @@
 --   o:n#it#ep  outbox: "n,it,epoch,defer ms" of a job decided but not yet confirmed queued
 --   j:n#it     resolved required edges of a join      t:n#it  taken edges of an `any` join
 --   e:e#it     value (JSON) of a taken edge into an `all` join
+--              (j:, t:, e: are deleted once the join has all its required edges resolved)
 --   p:it       "c,entry": fresh iteration it was made by loop controller c, entered at entry
 --   n:n#it     continues of loop controller n for loop entry iteration it
---   x:n#it     pill ("poison" / "cancel") left by a failed predecessor
+--   x:n#it     pill ("poison" / "cancel") left by a failed predecessor (only once the run
+--              failed, when nothing new starts: they do not accumulate)
 --   w:n#it     node id of an awaiting instance (wait), until resumed
 --   r:n#it     outbox fields (space separated) of the jobs a resume of n#it fired, kept
 --              until they are queued, so a retried resume re-drives them (resume.lua)
@@ -69,6 +71,16 @@ local function getf(f)
   return redis.call('HGET', K_META, f)
 end
 
+-- delete meta fields, also from the buffered writes
+local function forget(fields)
+  for i = 1, #fields do
+    if W[fields[i]] ~= nil then
+      W[fields[i]] = false
+    end
+  end
+  call_sliced('HDEL', K_META, fields)
+end
+
 local function events(list)
   if list then
     for i = 1, #list do
@@ -81,8 +93,10 @@ local function flush()
   if #WN > 0 then
     local args = {}
     for i = 1, #WN do
-      args[#args + 1] = WN[i]
-      args[#args + 1] = W[WN[i]]
+      if W[WN[i]] then  -- false: deleted since (forget)
+        args[#args + 1] = WN[i]
+        args[#args + 1] = W[WN[i]]
+      end
     end
     call_sliced('HSET', K_META, args)
     W, WN = {}, {}
@@ -333,29 +347,34 @@ local function resolve(G, e, it, taken, value, fired, skips, defer, now)
     end
     return
   end
+  -- a join's fields (j: resolved count, t: taken count of an `any` join, e: values of the
+  -- taken edges into an `all` join) are deleted once all its required edges are resolved:
+  -- nothing resolves them again, so a long loop leaves only its instances behind
   local k = ikey(tgt, it)
   local resolved = redis.call('HINCRBY', K_META, 'j:' .. k, 1)
   local is_any = flags % 2 == 1
+  local complete = resolved >= #required
   if taken then
     if is_any then
       if redis.call('HINCRBY', K_META, 't:' .. k, 1) == 1 then
         fire(tgt, it, '{' .. cjson.encode(G.n[edge[1] + 1][1]) .. ':' .. value .. '}', fired,
           defer, now)
       end
-    else
+    elseif not complete then
       put('e:' .. fmt(e) .. '#' .. fmt(it), value)
     end
   end
-  if resolved < #required then
+  if not complete then
     return
   end
   if is_any then
     if redis.call('HEXISTS', K_META, 't:' .. k) == 0 then
       skips[#skips + 1] = {tgt, it}
     end
+    redis.call('HDEL', K_META, 'j:' .. k, 't:' .. k)
     return
   end
-  local fields, vals = {}, {}
+  local fields = {}
   for i = 1, #required do
     fields[i] = 'e:' .. fmt(required[i]) .. '#' .. fmt(it)
   end
@@ -363,13 +382,17 @@ local function resolve(G, e, it, taken, value, fired, skips, defer, now)
   local parts = {}
   for i = 1, #required do
     local v = W[fields[i]]
-    if v == nil then
+    if required[i] == e then
+      v = taken and value
+    elseif v == nil then
       v = stored[i]
     end
     if v then
       parts[#parts + 1] = cjson.encode(G.n[G.e[required[i] + 1][1] + 1][1]) .. ':' .. v
     end
   end
+  fields[#fields + 1] = 'j:' .. k
+  forget(fields)
   if #parts > 0 then
     fire(tgt, it, '{' .. table.concat(parts, ',') .. '}', fired, defer, now)
   else

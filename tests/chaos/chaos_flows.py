@@ -7,8 +7,9 @@ Imported as the top-level module ``chaos_flows`` everywhere (the harness puts th
 
 Every node body:
 
-1. appends ``(run, node, iteration, idempotency_key, "start", pid, attempt)`` to the harness's
-   trace list through the ``trace`` dependency (an RPUSH to a Redis list the harness owns);
+1. appends ``(run, node, iteration, idempotency_key, "start", pid, attempt, wall time)`` to the
+   harness's trace list through the ``trace`` dependency (an RPUSH to a Redis list the harness
+   owns);
 2. sleeps a little (random jitter, so SIGKILLs land mid-node);
 3. computes an output that depends only on its input and the context (deterministic, so the
    final context can be compared with an in-memory run of the same blueprint and input);
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import time
 from typing import Any
 
 import msgspec
@@ -63,7 +65,8 @@ class Trace:
         if self._redis is None:
             self._redis = retrying_redis(self.url)
         entry = msgspec.json.encode([ctx.run_id, ctx.node_id, ctx.iteration,
-                                     ctx.idempotency_key, phase, os.getpid(), ctx.attempt])
+                                     ctx.idempotency_key, phase, os.getpid(), ctx.attempt,
+                                     time.time()])
         for delay in [0.05 * 2**n for n in range(6)] + [1.0] * 60:
             try:
                 await self._redis.rpush(self.key, entry)
@@ -218,6 +221,45 @@ async def rejected(ctx: NodeContext) -> dict[str, Any]:
     return {"rejected": ctx.input}
 
 
+async def nest_init(ctx: NodeContext) -> int:
+    await _enter(ctx)
+    await ctx.context.set("i", 0)
+    await ctx.context.set("trail", [])
+    await _leave(ctx)
+    return 0
+
+
+async def outer_step(ctx: NodeContext) -> int:
+    """The outer loop's entry: next i, and the inner loop starts over."""
+    await _enter(ctx)
+    i = int(await ctx.context.get("i")) + 1
+    await ctx.context.set("i", i)
+    await ctx.context.set("j", 0)
+    await _leave(ctx)
+    return i
+
+
+async def inner_step(ctx: NodeContext) -> int:
+    """The inner loop (one node): records (i, j) in order, so a lost or repeated step shows."""
+    await _enter(ctx)
+    i = int(await ctx.context.get("i"))
+    j = int(await ctx.context.get("j")) + 1
+    trail = list(await ctx.context.get("trail"))
+    trail.append(i * 10 + j)
+    await ctx.context.set("j", j)
+    await ctx.context.set("trail", trail)
+    await _leave(ctx)
+    return j
+
+
+async def outer_close(ctx: NodeContext) -> dict[str, Any]:
+    await _enter(ctx)
+    i = int(await ctx.context.get("i"))
+    await ctx.context.set(f"closed_{i}", ctx.input)
+    await _leave(ctx)
+    return {"i": i, "j": ctx.input}
+
+
 # -- flows -----------------------------------------------------------------------------------
 
 FAN_WIDTH = 8
@@ -277,10 +319,110 @@ def wait() -> Flow:
             .edge("approval", "no", action="reject").edge("ok", "E").edge("no", "E"))
 
 
+# -- the shapes of issue 9 (big fan-outs and batches, concurrency, nested loops, subflows whose
+# child waits, long sleeps under the periodic reconcile, a second key prefix) ------------------
+
+BIG = int(os.environ.get("CHAOS_BIG", "200"))
+"""Width of `fan_big` and size of `batch_big` (the harness sets it, in its own process with
+`configure` and in the workers' environment, so both build the same blueprint)."""
+BATCH_CONCURRENCY = 3
+LONG_SLEEP_S = 6.0
+"""Longer than the `stalled_after` of every reconcile the soak runs (client and workers)."""
+
+
+def fan_big() -> Flow:
+    """S -> w0..w{BIG-1} -> J (`all`) -> End: one node with BIG successors into one join."""
+    flow = Flow("chaos_fan_big").node("S", start)
+    for i in range(BIG):
+        flow.node(f"w{i}", spread, params={"i": i}).edge("S", f"w{i}").edge(f"w{i}", "J")
+    return flow.node("J", gather_all).node("End", finish).edge("J", "End")
+
+
+def batch_big() -> Flow:
+    """A batch of BIG items (the input's `count`)."""
+    return (Flow("chaos_batch_big").node("A", make_lines)
+            .batch("priced", price, input_key="lines", output_key="prices")
+            .node("T", total).edge("A", "priced").edge("priced", "T"))
+
+
+def batch_concurrency() -> Flow:
+    return (Flow("chaos_batch_conc").node("A", make_lines)
+            .batch("priced", price, input_key="lines", output_key="prices",
+                   concurrency=BATCH_CONCURRENCY)
+            .node("T", total).edge("A", "priced").edge("priced", "T"))
+
+
+def nested_loop() -> Flow:
+    """for i in 1..il: for j in 1..jl: trail += [10 i + j] (loop `inner` inside loop `outer`)."""
+    return (Flow("chaos_nested_loop").node("init", nest_init).node("outer_step", outer_step)
+            .node("inner_step", inner_step).node("close", outer_close).node("after", finish)
+            .edge("init", "outer_step").edge("outer_step", "inner_step")
+            .loop("inner", start="inner_step", end="inner_step", condition="j < jl",
+                  max_iterations=20)
+            .edge("inner", "close")
+            .loop("outer", start="outer_step", end="close", condition="i < il",
+                  max_iterations=20)
+            .edge("outer", "after"))
+
+
+def subflow_child() -> Flow:
+    """The child of `subflow_wait`: it waits for the driver in the middle."""
+    return (Flow("chaos_child").node("A", start).wait("ask").node("B", finish)
+            .edge("A", "ask").edge("ask", "B"))
+
+
+def subflow_wait() -> Flow:
+    """A parent whose subflow's child waits: the parent awaits on `sub` until the driver
+    resumes it there, which resumes the child."""
+    return (Flow("chaos_subflow_wait").node("P", start)
+            .subflow("sub", blueprint_id="chaos_child", inputs={"x": "x"},
+                     outputs={"child_started": "started"})
+            .node("E", finish).edge("P", "sub").edge("sub", "E"))
+
+
+def sleep_reconcile() -> Flow:
+    """A sleep longer than the reconcile passes' `stalled_after`: B must not run early."""
+    return (Flow("chaos_sleep_long").node("A", start)
+            .sleep("nap", duration=f"{int(LONG_SLEEP_S * 1000)}ms").node("B", finish)
+            .edge("A", "nap").edge("nap", "B"))
+
+
 FACTORIES = {"diamond": diamond, "fan": fan, "if_else": if_else, "loop": loop,
-             "batch": batch, "sleep": sleep, "wait": wait}
-FLOWS: dict[str, Flow] = {kind: factory() for kind, factory in FACTORIES.items()}
-KINDS = tuple(FLOWS)
+             "batch": batch, "sleep": sleep, "wait": wait,
+             "fan_big": fan_big, "batch_big": batch_big, "batch_conc": batch_concurrency,
+             "nested_loop": nested_loop, "subflow_wait": subflow_wait,
+             "sleep_reconcile": sleep_reconcile, "subflow_child": subflow_child}
+FLOWS: dict[str, Flow] = {}
+"""Every blueprint the workers serve, by name (`subflow_child` is only run as a child)."""
+
+KINDS = ("diamond", "fan", "if_else", "loop", "batch", "sleep", "wait")
+"""The original small shapes (other chaos tests run each of them)."""
+SHAPES = ("fan_big", "batch_big", "batch_conc", "nested_loop", "subflow_wait",
+          "sleep_reconcile", "prefix2")
+"""The shapes of issue 9; `prefix2` runs the `fan` blueprint on a second app (key prefix)."""
+ALL_KINDS = KINDS + SHAPES
+BIG_KINDS = frozenset({"fan_big", "batch_big"})
+OTHER_APP = {"prefix2": "fan"}
+"""Kinds run by the second app, and the blueprint they run."""
+SLEEPS = {"sleep": 1.0, "sleep_reconcile": LONG_SLEEP_S}
+"""Kinds whose B must start at least this long after A ended (A -> nap -> B)."""
+CHILDREN = {"subflow_wait": ["sub#0"]}
+"""Child runs each run of a kind makes: `{run}/{suffix}`."""
+
+
+def configure(big: int) -> None:
+    """(Re)build the blueprints with fan-outs and batches of `big`."""
+    global BIG
+    BIG = big
+    FLOWS.clear()
+    FLOWS.update({name: factory() for name, factory in FACTORIES.items()})
+
+
+configure(BIG)
+
+
+def flow_of(kind: str) -> Flow:
+    return FLOWS[OTHER_APP.get(kind, kind)]
 
 
 def make_input(kind: str, rng: random.Random) -> dict[str, Any]:
@@ -290,6 +432,12 @@ def make_input(kind: str, rng: random.Random) -> dict[str, Any]:
         return {"limit": rng.randint(1, 4)}
     if kind == "batch":
         return {"count": rng.randint(1, 8)}
+    if kind == "batch_big":
+        return {"count": BIG}
+    if kind == "batch_conc":
+        return {"count": rng.randint(1, 24)}
+    if kind == "nested_loop":
+        return {"il": rng.randint(1, 3), "jl": rng.randint(1, 3)}
     return {"x": x}
 
 
@@ -298,6 +446,16 @@ def resume_args(context: dict[str, Any]) -> dict[str, Any]:
     x = int(context.get("x", 0))
     return {"node_id": "approval", "output": {"by": "driver", "x": x},
             "action": "approve" if x % 2 == 0 else "reject"}
+
+
+def resume_steps(kind: str, context: dict[str, Any]) -> list[dict[str, Any]]:
+    """The resumes the driver applies, in order, each time a run of `kind` awaits."""
+    if kind == "wait":
+        return [resume_args(context)]
+    if kind == "subflow_wait":
+        # the parent awaits on its subflow node; resuming it there resumes the child's wait
+        return [{"node_id": "sub", "output": {"by": "driver", "x": int(context["x"])}}]
+    return []
 
 
 def join_nodes(flow: Flow) -> set[str]:

@@ -2,7 +2,7 @@
 that nothing was lost, stuck, recorded twice or computed differently from an in-memory run.
 
     .venv/bin/python -m tests.chaos.soak --seconds 60 --runs 200 --workers 3 \
-        --kill-every-ms 1500 [--redis-restart] [--json]
+        --kill-every-ms 1500 [--big 2000 --big-runs 4] [--redis-restart] [--json]
     .venv/bin/python tests/chaos/soak.py ...          # the same, as a script
 
 What it does (see docs/reliability.md for the reasoning behind every check):
@@ -10,18 +10,28 @@ What it does (see docs/reliability.md for the reasoning behind every check):
 1. starts its own `redis-server` on a free port (never any other), with AOF and
    `appendfsync always` when `--redis-restart` is given;
 2. starts N `arq chaos_worker.WorkerSettings` subprocesses (each in its own process group) with
-   a short `job_timeout` and `lease_ms`, so a killed worker's job comes back quickly;
+   a short `job_timeout` and `lease_ms`, so a killed worker's job comes back quickly, and
+   `--workers2` more for a second app (another key prefix; both apps on their default queue
+   names); every worker runs the periodic reconcile every `--worker-reconcile-every-s` with a
+   `stalled_after` of `--worker-stalled-after-s`, shorter than the long sleep;
 3. submits R runs of a mix of blueprints (`chaos_flows`: diamond, wide fan-out into `all` and
-   `any` joins, if/else merge, loop, batch, 1 s durable sleep, wait resumed by the driver),
-   spread over the first 85 % of the chaos window, at most `--in-flight` at a time; every run
-   is driven by `client.start` -> `client.wait` (-> `client.resume` -> `client.wait`);
-4. every `--kill-every-ms` SIGKILLs a random worker's process group and starts a replacement;
+   `any` joins, if/else merge, loop, batch, 1 s durable sleep, wait resumed by the driver; and
+   the shapes of issue 9: a fan-out of `--big` successors into an `all` join and a batch of
+   `--big` items (`--big-runs` of them in all, spread over the window), a batch with
+   `concurrency`, nested loops, a subflow whose child waits (the driver resumes the parent's
+   subflow node), a 6 s sleep, and the 8-wide fan-out on the second app), spread over the
+   first 85 % of the chaos window, at most `--in-flight` at a time; every run is driven by
+   `client.start` -> `client.wait` (-> `client.resume` -> `client.wait`);
+4. every `--kill-every-ms` SIGKILLs a random worker's process group (either app) and starts a
+   replacement;
    with `--redis-restart` also SIGKILLs `redis-server` every `--restart-every-s` seconds and
    starts it again on the same port and data directory;
 5. runs `client.reconcile(stalled_after=...)` every `--reconcile-every-s` seconds;
 6. after the window: stops the chaos, lets the runs drain (up to `--drain-timeout-s`), then
    reads the engine's own records (each run's meta hash, event stream and result) and the
-   trace list the node bodies appended to, and prints ONE JSON line.
+   trace list the node bodies appended to (with the wall time of every body's start and end: a
+   node after a sleep must not start before the node before it ended plus the sleep), and
+   prints ONE JSON line, with the counts per shape under `by_shape`.
 
 The process always cleans up: workers and redis-server are killed in `finally` blocks (also on
 SIGTERM / Ctrl-C), and the temporary directory is removed unless `--keep` is given.
@@ -67,7 +77,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: E4
 from redis.exceptions import RedisError  # noqa: E402
 from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: E402
 
-from flowcraft import FlowRuntime, ResumeError, RunNotFoundError, WorkflowResult  # noqa: E402
+from flowcraft import Flow, FlowRuntime, ResumeError, RunNotFoundError, WorkflowResult  # noqa: E402
 from flowcraft.distributed import graph_spec  # noqa: E402
 
 ARQ_CLI = Path(sys.executable).parent / "arq"
@@ -94,7 +104,12 @@ class Config:
     in_flight: int = 64
     jitter_s: float = 0.08
     seed: int = 0
-    kinds: tuple[str, ...] = chaos_flows.KINDS
+    kinds: tuple[str, ...] = chaos_flows.ALL_KINDS
+    big: int = 2000
+    big_runs: int = 4
+    workers2: int = 1
+    worker_reconcile_every_s: float = 1.5
+    worker_stalled_after_s: float = 4.0
     keep: bool = False
 
 
@@ -131,10 +146,12 @@ def start_redis(server: RedisServer, *, fsync_always: bool) -> None:
 class WorkerPool:
     """N `arq chaos_worker.WorkerSettings` subprocesses, each in its own process group."""
 
-    def __init__(self, count: int, env: dict[str, str], logdir: Path) -> None:
+    def __init__(self, count: int, env: dict[str, str], logdir: Path,
+                 name: str = "worker") -> None:
         self.count = count
         self.env = env
         self.logdir = logdir
+        self.name = name
         self.procs: list[subprocess.Popen[bytes]] = []
         self.started = 0
         self.logs: dict[int, Path] = {}
@@ -146,7 +163,7 @@ class WorkerPool:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         self.started += 1
-        path = self.logdir / f"worker-{self.started:04d}.log"
+        path = self.logdir / f"{self.name}-{self.started:04d}.log"
         log = path.open("ab")
         command = [str(ARQ_CLI)] if ARQ_CLI.exists() else [sys.executable, "-m", "arq"]
         try:
@@ -227,11 +244,14 @@ class Soak:
         self.rng = random.Random(config.seed)
         self.stats = Stats()
         self.tag = uuid.uuid4().hex[:8]
-        self.queue = f"chaosq-{self.tag}"
+        # two apps on one Redis, each on its default queue name (derived from its prefix)
         self.prefix = f"chaos-{self.tag}"
+        self.prefix2 = f"chaos2-{self.tag}"
         self.trace_key = f"chaos-trace-{self.tag}"
         self.runs: dict[str, tuple[str, dict[str, Any]]] = {}
         self.outcomes: dict[str, str] = {}
+        self.clients: dict[str, FlowcraftClient] = {}  # by prefix
+        self.specs: dict[str, Any] = {}  # graph specs by flow id
         # test hook: called with (soak, redis, client) between the drain and the checks
         self.before_verify: Any = None
 
@@ -247,11 +267,14 @@ class Soak:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    async def drive(self, client: FlowcraftClient, run_id: str, kind: str,
-                    context: dict[str, Any]) -> None:
-        flow_id = chaos_flows.FLOWS[kind].id
+    def client_of(self, kind: str) -> FlowcraftClient:
+        return self.clients[self.prefix2 if kind in chaos_flows.OTHER_APP else self.prefix]
+
+    async def drive(self, run_id: str, kind: str, context: dict[str, Any]) -> None:
+        client = self.client_of(kind)
+        flow_id = chaos_flows.flow_of(kind).id
         await self._retry("start", lambda: client.start(flow_id, context, run_id))
-        resumed = False
+        steps = chaos_flows.resume_steps(kind, context)
         while True:
             try:
                 result = await client.wait(run_id, timeout=self.cfg.wait_timeout_s)
@@ -273,9 +296,8 @@ class Soak:
                 self.stats.transient_errors[f"wait:{type(exc).__name__}"] += 1
                 await asyncio.sleep(0.2)
                 continue
-            if result.status == "awaiting" and not resumed:
-                await self._resume(client, run_id, context)
-                resumed = True
+            if result.status == "awaiting" and steps:
+                await self._resume(client, run_id, steps.pop(0))
                 continue
             if result.status == "awaiting":
                 await asyncio.sleep(0.05)  # the stored result still says awaiting: look again
@@ -283,9 +305,7 @@ class Soak:
             self.outcomes[run_id] = result.status
             return
 
-    async def _resume(self, client: FlowcraftClient, run_id: str,
-                      context: dict[str, Any]) -> None:
-        args = chaos_flows.resume_args(context)
+    async def _resume(self, client: FlowcraftClient, run_id: str, args: dict[str, Any]) -> None:
         while True:
             try:
                 await client.resume(run_id, **args)
@@ -299,8 +319,7 @@ class Soak:
                 self.stats.resume_retries_already_applied += 1
                 return
 
-    async def submit_all(self, client: FlowcraftClient,
-                         deadline: float) -> list[asyncio.Task[None]]:
+    async def submit_all(self, deadline: float) -> list[asyncio.Task[None]]:
         tasks: list[asyncio.Task[None]] = []
         slots = asyncio.Semaphore(self.cfg.in_flight)
         began = time.monotonic()
@@ -308,29 +327,31 @@ class Soak:
 
         async def one(run_id: str, kind: str, context: dict[str, Any]) -> None:
             try:
-                await self.drive(client, run_id, kind, context)
+                await self.drive(run_id, kind, context)
             finally:
                 slots.release()
 
-        for i in range(self.cfg.runs):
+        for i, kind in enumerate(schedule(self.cfg)):
             due = began + i * spacing
             now = time.monotonic()
             if due > now:
                 await asyncio.sleep(due - now)
             await slots.acquire()
-            kind = self.cfg.kinds[i % len(self.cfg.kinds)]
             context = chaos_flows.make_input(kind, self.rng)
             run_id = f"{kind}-{i:06d}-{self.tag}"
             self.runs[run_id] = (kind, context)
             tasks.append(asyncio.create_task(one(run_id, kind, context)))
         return tasks
 
-    async def killer(self, pool: WorkerPool, deadline: float) -> None:
+    async def killer(self, pools: list[WorkerPool], deadline: float) -> None:
+        """SIGKILL a worker of either app (chosen in proportion to their worker counts)."""
         interval = self.cfg.kill_every_ms / 1000.0
+        slots = [pool for pool in pools for _ in range(pool.count)]
         while time.monotonic() + interval < deadline:
             await asyncio.sleep(interval)
-            self.stats.worker_crashes += pool.replace_dead()
-            self.stats.killed_pids.add(pool.kill_random(self.rng))
+            for pool in pools:
+                self.stats.worker_crashes += pool.replace_dead()
+            self.stats.killed_pids.add(self.rng.choice(slots).kill_random(self.rng))
             self.stats.sigkills += 1
 
     async def redis_restarter(self, server: RedisServer, deadline: float) -> None:
@@ -344,48 +365,58 @@ class Soak:
             self.stats.redis_restarts += 1
             self.stats.redis_down_s += time.monotonic() - began
 
-    async def reconciler(self, client: FlowcraftClient, stop: asyncio.Event) -> None:
+    async def reconciler(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.cfg.reconcile_every_s)
-            try:
-                counts = await client.reconcile(stalled_after=self.cfg.stalled_after_s)
-                self.stats.reconcile.update(counts)
-            except (*TRANSIENT, RedisError):
-                self.stats.reconcile_errors += 1
+            for client in self.clients.values():
+                try:
+                    counts = await client.reconcile(stalled_after=self.cfg.stalled_after_s)
+                    self.stats.reconcile.update(counts)
+                except (*TRANSIENT, RedisError):
+                    self.stats.reconcile_errors += 1
 
-    async def watchdog(self, pool: WorkerPool, stop: asyncio.Event) -> None:
+    async def watchdog(self, pools: list[WorkerPool], stop: asyncio.Event) -> None:
         """Workers that die on their own (not SIGKILLed by us) are counted and replaced."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
-            self.stats.worker_crashes += pool.replace_dead()
+            for pool in pools:
+                self.stats.worker_crashes += pool.replace_dead()
 
     async def run(self) -> dict[str, Any]:
         cfg = self.cfg
         chaos_flows.JITTER_S = 0.0  # reference runs need no jitter
+        chaos_flows.configure(cfg.big)  # the workers get the same size through CHAOS_BIG
         tmp = Path(tempfile.mkdtemp(prefix="flowcraft-chaos-"))
         server = RedisServer(appendonly=cfg.redis_restart)
-        pool: WorkerPool | None = None
+        pools: list[WorkerPool] = []
         began = time.monotonic()
         try:
             start_redis(server, fsync_always=cfg.redis_restart)
-            env = {**os.environ,
+            env = {**{k: v for k, v in os.environ.items() if k != "CHAOS_QUEUE"},
                    "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
-                   "CHAOS_REDIS_URL": server.url, "CHAOS_QUEUE": self.queue,
-                   "CHAOS_PREFIX": self.prefix, "CHAOS_TRACE_KEY": self.trace_key,
+                   "CHAOS_REDIS_URL": server.url, "CHAOS_PREFIX": self.prefix,
+                   "CHAOS_TRACE_KEY": self.trace_key,
                    "CHAOS_JOB_TIMEOUT": str(cfg.job_timeout), "CHAOS_LEASE_MS": str(cfg.lease_ms),
                    "CHAOS_MAX_JOBS": str(cfg.max_jobs), "CHAOS_JITTER_S": str(cfg.jitter_s),
-                   "CHAOS_RESULT_TTL": "86400"}
-            pool = WorkerPool(cfg.workers, env, tmp)
-            pool.start()
-            report = await self._soak(server, pool, began)
+                   "CHAOS_RESULT_TTL": "86400", "CHAOS_BIG": str(cfg.big),
+                   "CHAOS_RECONCILE_EVERY": str(cfg.worker_reconcile_every_s),
+                   "CHAOS_RECONCILE_STALLED_AFTER": str(cfg.worker_stalled_after_s)}
+            pools.append(WorkerPool(cfg.workers, env, tmp))
+            if cfg.workers2 > 0:
+                pools.append(WorkerPool(cfg.workers2, {**env, "CHAOS_PREFIX": self.prefix2},
+                                        tmp, name="app2-worker"))
+            for pool in pools:
+                pool.start()
+            report = await self._soak(server, pools, began)
             report["worker_log_errors"] = scan_logs(tmp)
-            report["worker_crash_causes"] = dict(pool.crash_causes)
-            report["worker_crash_logs"] = pool.crashes[:3]
+            report["worker_crash_causes"] = dict(sum((p.crash_causes for p in pools),
+                                                     Counter[str]()))
+            report["worker_crash_logs"] = [c for p in pools for c in p.crashes][:3]
             return report
         finally:
-            if pool is not None:
+            for pool in pools:
                 pool.stop()
             server.cleanup()
             if cfg.keep:
@@ -393,22 +424,26 @@ class Soak:
             else:
                 shutil.rmtree(tmp, ignore_errors=True)
 
-    async def _soak(self, server: RedisServer, pool: WorkerPool, began: float) -> dict[str, Any]:
+    async def _soak(self, server: RedisServer, pools: list[WorkerPool],
+                    began: float) -> dict[str, Any]:
         cfg = self.cfg
         redis = chaos_flows.retrying_redis(server.url)
-        client = FlowcraftClient(redis, flows=list(chaos_flows.FLOWS.values()),
-                                 queue_name=self.queue, prefix=self.prefix, result_ttl=86400)
+        flows = list(chaos_flows.FLOWS.values())
+        self.clients = {prefix: FlowcraftClient(redis, flows=flows, prefix=prefix,
+                                                result_ttl=86400)
+                        for prefix in (self.prefix, self.prefix2)}
+        client = self.clients[self.prefix]
         stop = asyncio.Event()
         deadline = time.monotonic() + cfg.seconds
-        helpers = [asyncio.create_task(self.reconciler(client, stop))]
-        chaos = [asyncio.create_task(self.killer(pool, deadline))]
+        helpers = [asyncio.create_task(self.reconciler(stop))]
+        chaos = [asyncio.create_task(self.killer(pools, deadline))]
         if cfg.redis_restart:
             chaos.append(asyncio.create_task(self.redis_restarter(server, deadline)))
         try:
-            tasks = await self.submit_all(client, deadline)
+            tasks = await self.submit_all(deadline)
             await asyncio.gather(*chaos)
             chaos_ended = time.monotonic()
-            helpers.append(asyncio.create_task(self.watchdog(pool, stop)))
+            helpers.append(asyncio.create_task(self.watchdog(pools, stop)))
             _done, pending = await asyncio.wait(tasks, timeout=cfg.drain_timeout_s) \
                 if tasks else (set(), set())
             drained = time.monotonic()
@@ -420,10 +455,11 @@ class Soak:
                     raise task.exception()  # type: ignore[misc]
             stop.set()
             await asyncio.gather(*helpers, return_exceptions=True)
-            self.stats.worker_crashes += pool.replace_dead()
+            for pool in pools:
+                self.stats.worker_crashes += pool.replace_dead()
             if self.before_verify is not None:
                 await self.before_verify(self, redis, client)
-            report = await self.verify(client, redis)
+            report = await self.verify(redis)
         finally:
             stop.set()
             for task in [*helpers, *chaos]:
@@ -440,132 +476,174 @@ class Soak:
     # -- verification ------------------------------------------------------------------------
 
     async def expected_results(self) -> dict[tuple[str, bytes], WorkflowResult]:
-        runtime = FlowRuntime(dependencies={"trace": chaos_flows.NullTrace()})
-        wanted = {(kind, msgspec.json.encode(ctx)): (kind, ctx)
-                  for kind, ctx in self.runs.values()}
+        """In-memory runs of every distinct (blueprint, input), resumed like the driver does."""
+        child = chaos_flows.FLOWS["subflow_child"]
+        runtime = FlowRuntime(dependencies={"trace": chaos_flows.NullTrace()},
+                              blueprints={child.id: child})
+        wanted = {expected_key(kind, ctx): (kind, ctx) for kind, ctx in self.runs.values()}
 
         async def reference(kind: str, ctx: dict[str, Any]) -> WorkflowResult:
-            flow = chaos_flows.FLOWS[kind]
+            flow = chaos_flows.flow_of(kind)
             result = await runtime.run(flow, context=dict(ctx))
-            if result.status == "awaiting":
-                result = await runtime.resume(flow, result, **chaos_flows.resume_args(ctx))
+            for step in chaos_flows.resume_steps(kind, ctx):
+                result = await runtime.resume(flow, result, **step)
             return result
 
         keys = list(wanted)
         results = await asyncio.gather(*(reference(*wanted[k]) for k in keys))
         return dict(zip(keys, results, strict=True))
 
-    async def verify(self, client: FlowcraftClient, redis: Redis) -> dict[str, Any]:
-        expected = await self.expected_results()
-        specs = {kind: graph_spec(client.adapter.graph(flow.id))
-                 for kind, flow in chaos_flows.FLOWS.items()}
-        joins = {kind: chaos_flows.join_nodes(flow) for kind, flow in chaos_flows.FLOWS.items()}
+    async def read_trace(self, redis: Redis) -> Trace:
         raw_trace = await self._retry("trace", lambda: redis.lrange(self.trace_key, 0, -1))
-        started: dict[tuple[str, str, int], list[tuple[int, int]]] = {}
-        ended: dict[tuple[str, str, int], list[int]] = {}
-        bad_keys = 0
+        trace = Trace(entries=len(raw_trace))
         for raw in raw_trace:
-            run_id, node_id, iteration, key, phase, pid, attempt = msgspec.json.decode(raw)
+            run_id, node_id, iteration, key, phase, pid, attempt, *rest = msgspec.json.decode(raw)
             inst = (run_id, node_id, iteration)
             if key != f"{run_id}:{node_id}:{iteration}":
-                bad_keys += 1
+                trace.bad_keys += 1
+            at = float(rest[0]) if rest else 0.0
             if phase == "start":
-                started.setdefault(inst, []).append((pid, attempt))
+                trace.started.setdefault(inst, []).append((pid, attempt))
+                trace.first_start[inst] = min(at, trace.first_start.get(inst, at))
             else:
-                ended.setdefault(inst, []).append(pid)
+                trace.ended.setdefault(inst, []).append(pid)
+                trace.first_end[inst] = min(at, trace.first_end.get(inst, at))
+        return trace
 
+    async def check_records(self, redis: Redis, client: FlowcraftClient, run_id: str,
+                            flow: Flow, tally: Counter[str], problems: list[str],
+                            committed: set[tuple[str, str, int]]) -> str:
+        """The engine's own records of one run (meta hash, event log); its status."""
+        keys = client.store.keys(run_id)
+        meta = await self._retry("meta", lambda: redis.hgetall(keys.meta))
+        if not meta:
+            tally["runs_lost"] += 1
+            problems.append(f"{run_id}: keys missing")
+            return "lost"
+        status: str = meta.get(b"status", b"").decode()
+        if status == "failed":
+            problems.append(f"{run_id}: failed")
+        elif status not in TERMINAL:
+            tally["runs_stuck"] += 1
+            problems.append(f"{run_id}: stuck in {status}")
+        if status in TERMINAL:
+            tally[f"runs_{status}"] += 1
+        spec = self.specs.get(flow.id)
+        if spec is None:
+            spec = self.specs[flow.id] = graph_spec(client.adapter.graph(flow.id))
+        # counters the commits maintain: `live` (fired, not finished instances) must be 0
+        # in a finished run, and `b:` (items of a batch still running) 0 once gathered; a
+        # completion applied twice would have decremented one of them twice
+        if status in TERMINAL and meta.get(b"live") != b"0":
+            tally["live_counter_off"] += 1
+            problems.append(f"{run_id}: live = {meta.get(b'live')!r} in a finished run")
+        for name, value in meta.items():
+            if name.startswith(b"b:") and status == "completed" and value != b"0":
+                tally["batch_counter_off"] += 1
+                problems.append(f"{run_id}: {name.decode()} = {value!r}")
+        # the engine's completion records: instance fields of the meta hash
+        for name, value in meta.items():
+            if not name.startswith(b"i:"):
+                continue
+            inst_key = name[2:].decode()
+            m = re.fullmatch(r"(\d+)#(\d+)(?:/(\d+))?", inst_key)
+            assert m is not None, inst_key
+            node_id = spec.node_ids[int(m.group(1))]
+            if m.group(3) is not None:
+                node_id = f"{node_id}[{m.group(3)}]"
+            if value == b"D":
+                committed.add((run_id, node_id, int(m.group(2))))
+                tally["instances_committed"] += 1
+            elif status == "completed":
+                tally["instances_not_done"] += 1
+                problems.append(f"{run_id}: instance {node_id}#{m.group(2)} is {value[:1]!r}")
+        # the engine's event log: one node:finish per committed node instance
+        entries = await self._retry("events", lambda: redis.xrange(keys.events))
+        finishes: Counter[tuple[str, int]] = Counter()
+        for _id, fields in entries:
+            for raw in fields.values():
+                event = msgspec.json.decode(raw)
+                if event.get("type") == "node:finish":
+                    finishes[(event["node_id"], int(event.get("iteration", 0)))] += 1
+        tally["node_completions"] += sum(finishes.values())
+        joins = chaos_flows.join_nodes(flow)
+        for (node_id, iteration), n in finishes.items():
+            if n > 1:
+                tally["completions_recorded_twice"] += 1
+                problems.append(f"{run_id}: {node_id}#{iteration} recorded {n} times")
+                if node_id in joins:
+                    tally["joins_fired_twice"] += 1
+        tally["join_instances"] += sum(1 for (nid, _it) in finishes if nid in joins)
+        return status
+
+    async def verify(self, redis: Redis) -> dict[str, Any]:
+        expected = await self.expected_results()
+        trace = await self.read_trace(redis)
         counts: Counter[str] = Counter()
+        shapes: dict[str, Counter[str]] = {}
         problems: list[str] = []
         by_kind: Counter[str] = Counter()
         committed: set[tuple[str, str, int]] = set()
+        slack: dict[str, float] = {}
         for run_id, (kind, ctx) in self.runs.items():
-            keys = client.store.keys(run_id)
-            meta = await self._retry("meta", lambda k=keys: redis.hgetall(k.meta))
-            if not meta:
-                counts["runs_lost"] += 1
-                problems.append(f"{run_id}: keys missing")
-                continue
-            status = meta.get(b"status", b"").decode()
+            client = self.client_of(kind)
+            flow = chaos_flows.flow_of(kind)
+            tally = shapes.setdefault(kind, Counter())
+            tally["submitted"] += 1
+            status = await self.check_records(redis, client, run_id, flow, tally, problems,
+                                              committed)
             if status == "completed":
-                counts["runs_completed"] += 1
                 by_kind[kind] += 1
-            elif status == "failed":
-                counts["runs_failed"] += 1
-                problems.append(f"{run_id}: failed")
-            elif status in TERMINAL:
-                counts[f"runs_{status}"] += 1
-            else:
-                counts["runs_stuck"] += 1
-                problems.append(f"{run_id}: stuck in {status}")
-            spec = specs[kind]
-            # counters the commits maintain: `live` (fired, not finished instances) must be 0
-            # in a finished run, and `b:` (items of a batch still running) 0 once gathered; a
-            # completion applied twice would have decremented one of them twice
-            if status in TERMINAL and meta.get(b"live") != b"0":
-                counts["live_counter_off"] += 1
-                problems.append(f"{run_id}: live = {meta.get(b'live')!r} in a finished run")
-            for name, value in meta.items():
-                if name.startswith(b"b:") and status == "completed" and value != b"0":
-                    counts["batch_counter_off"] += 1
-                    problems.append(f"{run_id}: {name.decode()} = {value!r}")
-            # the engine's completion records: instance fields of the meta hash
-            for name, value in meta.items():
-                if not name.startswith(b"i:"):
-                    continue
-                inst_key = name[2:].decode()
-                m = re.fullmatch(r"(\d+)#(\d+)(?:/(\d+))?", inst_key)
-                assert m is not None, inst_key
-                node_id = spec.node_ids[int(m.group(1))]
-                if m.group(3) is not None:
-                    node_id = f"{node_id}[{m.group(3)}]"
-                if value == b"D":
-                    committed.add((run_id, node_id, int(m.group(2))))
-                elif status == "completed":
-                    counts["instances_not_done"] += 1
-                    problems.append(f"{run_id}: instance {node_id}#{m.group(2)} is {value[:1]!r}")
-            # the engine's event log: one node:finish per committed node instance
-            entries = await self._retry("events", lambda k=keys: redis.xrange(k.events))
-            finishes: Counter[tuple[str, int]] = Counter()
-            for _id, fields in entries:
-                for raw in fields.values():
-                    event = msgspec.json.decode(raw)
-                    if event.get("type") == "node:finish":
-                        finishes[(event["node_id"], int(event.get("iteration", 0)))] += 1
-            counts["node_completions"] += sum(finishes.values())
-            for (node_id, iteration), n in finishes.items():
-                if n > 1:
-                    counts["completions_recorded_twice"] += 1
-                    problems.append(f"{run_id}: {node_id}#{iteration} recorded {n} times")
-                    if node_id in joins[kind]:
-                        counts["joins_fired_twice"] += 1
-            for node_id in joins[kind]:
-                fired = [it for (nid, it) in finishes if nid == node_id]
-                counts["join_instances"] += len(fired)
+            # child runs (a subflow's) are runs of their own, checked the same way
+            for suffix in chaos_flows.CHILDREN.get(kind, ()):
+                child: Counter[str] = Counter()
+                child_status = await self.check_records(
+                    redis, client, f"{run_id}/{suffix}", chaos_flows.FLOWS["subflow_child"],
+                    child, problems, committed)
+                tally["child_runs"] += 1
+                if child_status != "completed":
+                    tally["child_runs_not_completed"] += 1
+                    problems.append(f"{run_id}/{suffix}: child run {child_status}")
+                tally.update({k: v for k, v in child.items()
+                              if not k.startswith("runs_") and k != "join_instances"})
+            # nothing after a sleep starts before the node before it ended plus the sleep
+            if kind in chaos_flows.SLEEPS:
+                before = trace.first_end.get((run_id, "A", 0))
+                after = trace.first_start.get((run_id, "B", 0))
+                if before is not None and after is not None:
+                    margin = after - before - chaos_flows.SLEEPS[kind]
+                    slack[kind] = min(margin, slack.get(kind, margin))
+                    if margin < -0.01:
+                        tally["woke_early"] += 1
+                        problems.append(f"{run_id}: B started {-margin:.2f} s before its "
+                                        f"{chaos_flows.SLEEPS[kind]:g} s sleep ended")
             # the result against an in-memory run of the same blueprint and input
             if status not in TERMINAL:
                 continue
-            raw_result = await self._retry("result", lambda r=run_id: client.result(r))
+            raw_result = await self._retry("result", lambda c=client, r=run_id: c.result(r))
             if raw_result is not None and raw_result.errors:
                 problems += [f"{run_id}: {e.node_id} {e.type}: {e.message[:200]}"
                              for e in raw_result.errors]
-            reference = expected[(kind, msgspec.json.encode(ctx))]
+            reference = expected[expected_key(kind, ctx)]
             if raw_result is None or comparable(raw_result) != comparable(reference):
-                counts["context_mismatches"] += 1
+                tally["context_mismatches"] += 1
                 problems.append(f"{run_id}: result differs from the in-memory run")
+        for tally in shapes.values():
+            counts.update(tally)
 
         # bodies that ran (trace) but whose completion the engine never recorded
-        for inst in ended:
+        for inst in trace.ended:
             if inst not in committed:
                 counts["ran_without_completion"] += 1
                 problems.append(f"body of {inst} ran to its end, completion not recorded")
-        for inst, starts in started.items():
+        for inst, starts in trace.started.items():
             if inst not in committed:
                 counts["started_without_completion"] += 1
                 problems.append(f"body of {inst} started, completion not recorded")
             if len(starts) > 1:
                 counts["bodies_rerun"] += 1
             if any(pid in self.stats.killed_pids for pid, _ in starts) and \
-                    len(ended.get(inst, ())) < len(starts):
+                    len(trace.ended.get(inst, ())) < len(starts):
                 counts["bodies_interrupted_by_kill"] += 1
         submitted = len(self.runs)
         info = await self._retry("info", lambda: redis.info("memory"))
@@ -575,6 +653,8 @@ class Soak:
             "runs_failed": counts["runs_failed"],
             "runs_stuck": counts["runs_stuck"],
             "runs_lost": counts["runs_lost"],
+            "child_runs": counts["child_runs"],
+            "child_runs_not_completed": counts["child_runs_not_completed"],
             "sigkills": self.stats.sigkills,
             "bodies_interrupted_by_kill": counts["bodies_interrupted_by_kill"],
             "bodies_rerun": counts["bodies_rerun"],
@@ -586,10 +666,11 @@ class Soak:
             "live_counter_off": counts["live_counter_off"],
             "batch_counter_off": counts["batch_counter_off"],
             "context_mismatches": counts["context_mismatches"],
-            "bad_idempotency_keys": bad_keys,
+            "woke_early": counts["woke_early"],
+            "bad_idempotency_keys": trace.bad_keys,
             "node_completions": counts["node_completions"],
             "join_instances": counts["join_instances"],
-            "trace_entries": len(raw_trace),
+            "trace_entries": trace.entries,
             "worker_crashes": self.stats.worker_crashes,
             "redis_restarts": self.stats.redis_restarts,
             "redis_down_s": round(self.stats.redis_down_s, 1),
@@ -601,10 +682,57 @@ class Soak:
             "transient_client_errors": sum(self.stats.transient_errors.values()),
             "redis_used_memory_mb": round(int(info["used_memory"]) / 2**20, 1),
             "completed_by_kind": dict(sorted(by_kind.items())),
+            "by_shape": {kind: shape_summary(tally) for kind, tally in sorted(shapes.items())},
+            "sleep_min_slack_s": {k: round(v, 3) for k, v in sorted(slack.items())},
             "problems": problems[:20],
             "config": {k: v for k, v in asdict(self.cfg).items() if k not in ("kinds", "keep")},
         }
         return report
+
+
+@dataclass
+class Trace:
+    """What the node bodies appended to the trace list, by instance (run, node, iteration)."""
+
+    entries: int = 0
+    bad_keys: int = 0
+    started: dict[tuple[str, str, int], list[tuple[int, int]]] = field(default_factory=dict)
+    ended: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
+    first_start: dict[tuple[str, str, int], float] = field(default_factory=dict)
+    first_end: dict[tuple[str, str, int], float] = field(default_factory=dict)
+
+
+SHAPE_FIELDS = ("submitted", "runs_completed", "runs_failed", "runs_stuck", "runs_lost",
+                "child_runs", "child_runs_not_completed", "completions_recorded_twice",
+                "joins_fired_twice", "instances_not_done", "live_counter_off",
+                "batch_counter_off", "context_mismatches", "woke_early", "node_completions",
+                "instances_committed")
+
+
+def shape_summary(tally: Counter[str]) -> dict[str, int]:
+    """One shape's counts: what was submitted and completed, and every non-zero violation."""
+    keep = ("submitted", "runs_completed", "node_completions", "instances_committed")
+    return {name.removeprefix("runs_"): tally[name] for name in SHAPE_FIELDS
+            if name in keep or tally[name]}
+
+
+def expected_key(kind: str, ctx: dict[str, Any]) -> tuple[str, bytes]:
+    """Runs of the same blueprint and input share one in-memory reference run."""
+    return chaos_flows.OTHER_APP.get(kind, kind), msgspec.json.encode(ctx)
+
+
+def schedule(cfg: Config) -> list[str]:
+    """The kind of every run: the small kinds in turn, with `big_runs` big ones (fan-outs and
+    batches of `big`, alternating) spread evenly over the first three quarters."""
+    small = [k for k in cfg.kinds if k not in chaos_flows.BIG_KINDS]
+    big = [k for k in cfg.kinds if k in chaos_flows.BIG_KINDS]
+    if not small:
+        return [big[i % len(big)] for i in range(cfg.runs)]
+    kinds = [small[i % len(small)] for i in range(cfg.runs)]
+    n = min(cfg.big_runs, cfg.runs) if big else 0
+    for j in range(n):
+        kinds[(2 * j + 1) * cfg.runs * 3 // (8 * n)] = big[j % len(big)]
+    return kinds
 
 
 def comparable(result: WorkflowResult) -> dict[str, Any]:
@@ -620,7 +748,7 @@ def scan_logs(logdir: Path) -> dict[str, int]:
     """Counts of notable lines in the worker logs: arq job failures by exception type,
     tracebacks, rejected commits, expired jobs, exhausted retries."""
     counts: Counter[str] = Counter()
-    for path in logdir.glob("worker-*.log"):
+    for path in logdir.glob("*worker-*.log"):
         for line in path.read_bytes().splitlines():
             m = _JOB_FAILED.search(line)
             if m:
@@ -660,20 +788,34 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, bool]:
                    help="max random sleep inside every node body")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--kinds", default=",".join(d.kinds), help="comma-separated flow kinds")
+    p.add_argument("--big", type=int, default=d.big,
+                   help="successors of the big fan-out, items of the big batch")
+    p.add_argument("--big-runs", type=int, default=d.big_runs,
+                   help="runs of the big kinds (fan_big, batch_big alternating)")
+    p.add_argument("--workers2", type=int, default=d.workers2,
+                   help="worker processes of the second app (key prefix)")
+    p.add_argument("--worker-reconcile-every-s", type=float,
+                   default=d.worker_reconcile_every_s)
+    p.add_argument("--worker-stalled-after-s", type=float, default=d.worker_stalled_after_s)
     p.add_argument("--keep", action="store_true", help="keep the worker logs")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     a = p.parse_args(argv)
     kinds = tuple(k for k in a.kinds.split(",") if k)
-    unknown = set(kinds) - set(chaos_flows.KINDS)
+    unknown = set(kinds) - set(chaos_flows.ALL_KINDS)
     if unknown or not kinds:
-        p.error(f"unknown kinds {sorted(unknown)}; choose from {list(chaos_flows.KINDS)}")
+        p.error(f"unknown kinds {sorted(unknown)}; choose from {list(chaos_flows.ALL_KINDS)}")
+    if any(k in chaos_flows.OTHER_APP for k in kinds) and a.workers2 < 1:
+        p.error("the kinds of the second app need --workers2 >= 1")
     config = Config(seconds=a.seconds, runs=a.runs, workers=a.workers,
                     kill_every_ms=a.kill_every_ms, redis_restart=a.redis_restart,
                     restart_every_s=a.restart_every_s, job_timeout=a.job_timeout,
                     lease_ms=a.lease_ms, max_jobs=a.max_jobs,
                     reconcile_every_s=a.reconcile_every_s, stalled_after_s=a.stalled_after_s,
                     drain_timeout_s=a.drain_timeout_s, in_flight=a.in_flight,
-                    jitter_s=a.jitter_s, seed=a.seed, kinds=kinds, keep=a.keep)
+                    jitter_s=a.jitter_s, seed=a.seed, kinds=kinds, big=a.big,
+                    big_runs=a.big_runs, workers2=a.workers2,
+                    worker_reconcile_every_s=a.worker_reconcile_every_s,
+                    worker_stalled_after_s=a.worker_stalled_after_s, keep=a.keep)
     return config, a.json
 
 
@@ -683,7 +825,7 @@ def zero_violations(report: dict[str, Any]) -> bool:
         "runs_failed", "runs_stuck", "runs_lost", "joins_fired_twice",
         "completions_recorded_twice", "ran_without_completion", "started_without_completion",
         "instances_not_done", "live_counter_off", "batch_counter_off", "context_mismatches",
-        "bad_idempotency_keys")) and \
+        "bad_idempotency_keys", "woke_early", "child_runs_not_completed")) and \
         report["runs_completed"] == report["runs_submitted"]
 
 

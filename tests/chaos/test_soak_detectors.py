@@ -1,6 +1,7 @@
 """The soak's checks are not vacuous: a short soak whose Redis state is tampered with before
 the checks (a second completion event for a join, a body that ran without a commit, a counter
-knocked off, a changed result, a run left running, a vanished run) must report each one."""
+knocked off, a changed result, a run left running, a vanished run, a node that started before
+its sleep ended, a subflow's child run left running) must report each one."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ async def tamper(soak: Soak, redis: Redis, client: FlowcraftClient) -> None:
     # 2. a body that ran (trace) for an instance the engine never recorded
     for phase in ("start", "end"):
         await redis.rpush(soak.trace_key, msgspec.json.encode(
-            [diamonds[1], "B", 7, f"{diamonds[1]}:B:7", phase, 1, 1]))
+            [diamonds[1], "B", 7, f"{diamonds[1]}:B:7", phase, 1, 1, 0.0]))
     # 3. the live counter of a finished run knocked off
     await redis.hset(keys[2].meta, "live", "-1")
     # 4. a result whose context differs from the in-memory run (results are built from it)
@@ -37,7 +38,7 @@ async def tamper(soak: Soak, redis: Redis, client: FlowcraftClient) -> None:
 
 
 async def test_the_soak_reports_every_kind_of_violation() -> None:
-    soak = Soak(Config(seconds=6, runs=28, workers=2, kill_every_ms=0, seed=5,
+    soak = Soak(Config(seconds=6, runs=28, workers=2, workers2=0, kill_every_ms=0, seed=5,
                        kinds=("diamond", "if_else")))
     soak.cfg.kill_every_ms = 10**9
     soak.before_verify = tamper
@@ -54,4 +55,34 @@ async def test_the_soak_reports_every_kind_of_violation() -> None:
     assert report["runs_stuck"] == 1 and report["instances_not_done"] == 0
     assert report["runs_lost"] == 1
     assert report["runs_completed"] == 28 - 2
+    assert not zero_violations(report)
+
+
+async def tamper_new_shapes(soak: Soak, redis: Redis, client: FlowcraftClient) -> None:
+    sleeps = sorted(r for r, (kind, _) in soak.runs.items() if kind == "sleep")
+    parents = sorted(r for r, (kind, _) in soak.runs.items() if kind == "subflow_wait")
+    assert (len(sleeps), len(parents)) == (3, 3)
+    # 1. B of a sleep run started half a second after A ended (its sleep is 1 s): a second
+    # delivery of B's job, woken early by a reconcile, as issue 9 item 3 describes
+    ends = [msgspec.json.decode(raw) for raw in await redis.lrange(soak.trace_key, 0, -1)]
+    a_end = min(e[7] for e in ends if e[0] == sleeps[0] and e[1] == "A" and e[4] == "end")
+    await redis.rpush(soak.trace_key, msgspec.json.encode(
+        [sleeps[0], "B", 0, f"{sleeps[0]}:B:0", "start", 1, 2, a_end + 0.5]))
+    # 2. the child run of a completed parent left running
+    await redis.hset(client.store.keys(f"{parents[0]}/sub#0").meta, "status", "running")
+
+
+async def test_the_soak_reports_early_wakeups_and_unfinished_child_runs() -> None:
+    soak = Soak(Config(seconds=3, runs=6, workers=1, workers2=0, kill_every_ms=0, seed=6,
+                       kinds=("sleep", "subflow_wait")))
+    soak.cfg.kill_every_ms = 10**9
+    soak.before_verify = tamper_new_shapes
+    report: dict[str, Any] = await soak.run()
+    print(report)
+    assert report["woke_early"] == 1 and report["by_shape"]["sleep"]["woke_early"] == 1
+    assert report["sleep_min_slack_s"]["sleep"] < -0.4
+    assert report["child_runs"] == 3 and report["child_runs_not_completed"] == 1
+    assert report["by_shape"]["subflow_wait"]["child_runs_not_completed"] == 1
+    assert report["runs_completed"] == report["runs_submitted"] == 6
+    assert report["context_mismatches"] == 0 and report["runs_stuck"] == 0
     assert not zero_violations(report)

@@ -52,12 +52,15 @@ bench-dist: $(DEV_STAMP)
 
 # The long campaign (not part of `make test`, which runs a 60 s soak): 10,000 fuzz examples
 # per property, an 11-minute soak with SIGKILLs, a soak with Redis restarts, the load test.
+# Both soaks run every shape (tests/chaos/chaos_flows.py), with fan-outs and batches of 2,000
+# (12 and 4 of them) and a second app (key prefix) on one more worker.
 chaos: $(DEV_STAMP)
 	FLOWCRAFT_FUZZ_EXAMPLES=10000 $(VENV)/bin/pytest -q tests/fuzz tests/test_expressions.py \
 		tests/distributed/test_store_parity.py
-	$(PY) -m tests.chaos.soak --seconds 660 --runs 5600 --workers 3 --kill-every-ms 3000 --json
-	$(PY) -m tests.chaos.soak --seconds 180 --runs 600 --workers 3 --kill-every-ms 3000 \
-		--redis-restart --restart-every-s 20 --json
+	$(PY) -m tests.chaos.soak --seconds 660 --runs 5600 --workers 3 --workers2 1 \
+		--kill-every-ms 3000 --big 2000 --big-runs 12 --json
+	$(PY) -m tests.chaos.soak --seconds 180 --runs 600 --workers 3 --workers2 1 \
+		--kill-every-ms 3000 --redis-restart --restart-every-s 20 --big 2000 --big-runs 4 --json
 	$(PY) benchmarks/load_diamond.py
 
 clean:

@@ -132,8 +132,10 @@ class Control(Completer):
         waiting = await self.store.awaiting(run_id)
         handed: dict[str, str] = {}
         if len(waiting) != 1 if node_id is None else node_id not in waiting.values():
+            # maybe a retry: of a resume that fired jobs it did not queue, or of a subflow
+            # node's resume that parked the node and did not resume the child
             handed = await self._handed_over(run_id)
-            waiting = {**waiting, **handed}
+            waiting = {**await self._unqueued_resumes(run_id), **waiting, **handed}
         if node_id is None:
             if len(waiting) != 1:
                 if not waiting and await self.store.status(run_id) is None:
@@ -165,6 +167,15 @@ class Control(Completer):
                 out[f"{ref.node}#{ref.iteration}"] = node.id
         return out
 
+    async def _unqueued_resumes(self, run_id: str) -> dict[str, str]:
+        """Resumed instances whose fired jobs are not all queued ("n#it" -> node id)."""
+        refs = await self.store.unqueued_resumes(run_id)
+        blueprint_id = await self.store.blueprint_of(run_id) if refs else None
+        if not blueprint_id:
+            return {}
+        graph = await self.known_graph(blueprint_id)
+        return {ref.key: graph.nodes[ref.node].id for ref in refs}
+
     async def _resume_child(self, ref: InstanceRef, spec: GraphSpec, node: CompiledNode,
                             resumed: WorkflowResume, handed: bool, output: Any,
                             action: str | None) -> None:
@@ -181,6 +192,7 @@ class Control(Completer):
             if not parked.ok:
                 raise ResumeError(f"run {ref.run_id!r}: cannot resume node {node.id!r} "
                                   f"({parked.reason})")
+            self.after_commit(node)
         try:
             await self.resume(child_id, None, output, action)
         except ResumeError:

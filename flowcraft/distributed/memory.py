@@ -309,6 +309,13 @@ class MemoryStore:
         return [InstanceRef(run_id, *(int(part) for part in key.split("#")))
                 for key, rec in run.inst.items() if rec.state == "S"]
 
+    async def unqueued_resumes(self, run_id: str) -> list[InstanceRef]:
+        run = self.runs.get(run_id)
+        if run is None:
+            return []
+        return [InstanceRef(run_id, *(int(part) for part in key.split("#")))
+                for key, fired in run.resumed.items() if any(k in run.outbox for k in fired)]
+
     def _gather(self, run: StoredRun, ref: InstanceRef, request: CommitRequest) -> CommitOutcome:
         key = ref.batch.key
         outputs = run.batches[key]

@@ -94,6 +94,7 @@ class MetaField:
     INSTANCE = "i:"   # instance state: F/G (fired, with lease), D, X, C, B, S, H
     OUTBOX = "o:"     # a job decided but not yet confirmed queued
     AWAITING = "w:"   # node id of an awaiting instance
+    RESUMED = "r:"    # outbox fields of the jobs a resume fired (until they are queued)
     BATCH_LEFT = "b:"  # items of a batch still running
     BATCH_SIZE = "bn:"  # items of a batch
     PARKED = "S"      # the instance state of a subflow node waiting for its child run

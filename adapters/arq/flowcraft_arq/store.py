@@ -336,6 +336,16 @@ class RedisRunStore:
                 out.append(InstanceRef(run_id, int(node), int(iteration)))
         return out
 
+    async def unqueued_resumes(self, run_id: str) -> list[InstanceRef]:
+        raw = await self.meta(run_id)
+        tag = MetaField.RESUMED
+        out = []
+        for key, fields in raw.items():
+            if key.startswith(tag) and any(f in raw for f in fields.split(" ")):
+                node, _, iteration = key[len(tag):].partition("#")
+                out.append(InstanceRef(run_id, int(node), int(iteration)))
+        return out
+
     async def parent_of(self, run_id: str) -> InstanceRef | None:
         raw = await self.redis.hmget(self.keys(run_id).meta,  # type: ignore[misc]
                                      ["parent_run", "parent_node", "parent_it"])

@@ -517,3 +517,15 @@ async def test_cancel_names_the_parked_and_awaiting_instances(redis_url: str) ->
     await replay(redis_url, _graph(("a", "b", "c")), [
         Step("start"), Step("claim", inst=(1, 0, -1), token="t1"),
         Step("park", inst=(1, 0, -1), token="t1"), *_await(0, "t2", "a"), Step("cancel")])
+
+
+async def test_retried_scatter_and_redelivered_batch_answer_the_outbox(redis_url: str) -> None:
+    """A scatter retried by its caller is refused 'done', the batch's job delivered again is
+    refused 'scattered'; both carry the items' jobs still in the outbox."""
+    batch = (0, 0, -1)
+    scatter = Step("scatter", inst=batch, token="t1", items=(b"1", b"2"))
+    await replay(redis_url, _graph(("a",)), [
+        Step("start"), Step("ack", jobs=((0, 0, -1, 0, False),)),
+        Step("claim", inst=batch, token="t1"), scatter, scatter,
+        Step("claim", inst=batch, token="t2"), Step("ack", jobs=((0, 0, 0, 0, False),)),
+        Step("claim", inst=batch, token="t3")])

@@ -37,6 +37,9 @@ from flowcraft.runtime.spec import GraphSpec, graph_spec
 
 log = logging.getLogger("flowcraft.distributed")
 
+RECONCILE_PAGE = 1000
+"""Runs a reconcile pass asks the store for at a time."""
+
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
@@ -234,27 +237,40 @@ class Control(Completer):
 
     async def reconcile(self, stalled_after: float = 60.0) -> dict[str, int]:
         """Re-drive runs without progress for `stalled_after` seconds: undelivered jobs,
-        instances whose job was lost, subflow nodes whose child already ended."""
+        instances whose job was lost, subflow nodes whose child already ended.
+
+        The store lists only runs that may need it (a sleeping or awaiting run is out of
+        reach), a page at a time; each run looked at is re-scored, so it leaves the list."""
         counts = {"scanned": 0, "stalled": 0, "reconciled": 0, "failed": 0}
-        for run_id in await self.store.stalled_runs(int(stalled_after * 1000)):
-            counts["scanned"] += 1
-            counts["stalled"] += 1
-            try:
-                outcome = await self.store.reconcile_run(run_id, timestamp(),
-                                                         int(stalled_after * 1000),
-                                                         self.max_redrives)
-                if outcome.jobs:
-                    graph = await self.known_graph(outcome.blueprint_id)
-                    await self.dispatch(run_id, graph_spec(graph), outcome.jobs)
-                for ref, redrives in outcome.exhausted:
-                    await self._give_up(ref, outcome.blueprint_id, redrives)
-                adopted = await self._reconcile_parked(run_id, outcome.blueprint_id)
-                if outcome.jobs or outcome.finished or outcome.exhausted or adopted:
-                    counts["reconciled"] += 1
-            except Exception:
-                log.exception("reconciling run %s failed", run_id)
-                counts["failed"] += 1
-        return counts
+        stalled_ms = int(stalled_after * 1000)
+        seen: set[str] = set()
+        while True:
+            page = await self.store.stalled_runs(stalled_ms, RECONCILE_PAGE)
+            fresh = [(run_id, score) for run_id, score in page if run_id not in seen]
+            for run_id, score in fresh:
+                seen.add(run_id)
+                await self._reconcile_one(run_id, score, stalled_ms, counts)
+            if len(page) < RECONCILE_PAGE or not fresh:
+                return counts
+
+    async def _reconcile_one(self, run_id: str, score: float, stalled_ms: int,
+                             counts: dict[str, int]) -> None:
+        counts["scanned"] += 1
+        counts["stalled"] += 1
+        try:
+            outcome = await self.store.reconcile_run(run_id, timestamp(), stalled_ms,
+                                                     self.max_redrives, seen=score)
+            if outcome.jobs:
+                graph = await self.known_graph(outcome.blueprint_id)
+                await self.dispatch(run_id, graph_spec(graph), outcome.jobs)
+            for ref, redrives in outcome.exhausted:
+                await self._give_up(ref, outcome.blueprint_id, redrives)
+            adopted = await self._reconcile_parked(run_id, outcome.blueprint_id)
+            if outcome.jobs or outcome.finished or outcome.exhausted or adopted:
+                counts["reconciled"] += 1
+        except Exception:
+            log.exception("reconciling run %s failed", run_id)
+            counts["failed"] += 1
 
     async def _give_up(self, ref: InstanceRef, blueprint_id: str, redrives: int) -> None:
         """An instance re-driven `max_redrives` times without completing (its job keeps

@@ -12,7 +12,7 @@ atomic with respect to the other coroutines of the event loop, like a Lua script
 from __future__ import annotations
 
 import asyncio
-import time
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import cast
@@ -21,6 +21,8 @@ import msgspec
 
 from flowcraft.distributed.memory_run import Record, StoredRun, now_ms
 from flowcraft.distributed.protocols import (
+    ORPHAN_AFTER_MS,
+    TERMINAL,
     ClaimOutcome,
     CommitOutcome,
     CommitRequest,
@@ -45,6 +47,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self.runs: dict[str, StoredRun] = {}
         self.blueprint_fallback: dict[str, str] = {}
+        # the active set: live or awaiting run id -> when a reconcile pass should look at it
+        # next (now_ms clock; see flowcraft_arq.keys.active_key)
+        self.active: dict[str, float] = {}
         self._waiters: dict[str, asyncio.Event] = {}
 
     # -- reads ------------------------------------------------------------------------------
@@ -95,8 +100,11 @@ class MemoryStore:
 
     async def start_run(self, run_id: str, spec: GraphSpec, context: Mapping[str, bytes],
                         meta: Mapping[str, str], events: Sequence[bytes] = ()) -> StartOutcome:
+        self.active[run_id] = now_ms()  # registered before the run exists (write-ahead)
         run = self.runs.get(run_id)
         if run is not None:
+            if run.meta["status"] in TERMINAL:
+                del self.active[run_id]
             return StartOutcome(False, list(run.outbox.values()), run.meta["status"])
         run = self.runs[run_id] = StoredRun(run_id, meta, spec)
         self.blueprint_fallback[run_id] = spec.blueprint_id
@@ -169,7 +177,6 @@ class MemoryStore:
             run.route(ref, request.resolutions, fired, request.defer_ms,
                         request.timestamp if request.skip_events else None)
         run.live += len(fired) - 1
-        run.updated = time.monotonic()
         finished = self._maybe_finish(run, spec, request.timestamp)
         return CommitOutcome(True, jobs=fired, status=run.meta["status"], finished=finished)
 
@@ -193,7 +200,6 @@ class MemoryStore:
         if run.meta["status"] == "running":
             run.meta["status"] = "failed"
             run.drop_unleased()
-        run.updated = time.monotonic()
         finished = self._maybe_finish(run, spec, request.timestamp)
         return CommitOutcome(True, status=run.meta["status"], finished=finished)
 
@@ -228,6 +234,7 @@ class MemoryStore:
     async def resume(self, ref: InstanceRef, spec: GraphSpec,
                      request: CommitRequest) -> CommitOutcome:
         """Complete an awaiting instance like a commit of it (no lease: it is not running)."""
+        self.active[ref.run_id] = now_ms()  # before the transition, as start_run
         run = self.runs.get(ref.run_id)
         if run is None:
             return CommitOutcome(False, Refusal.UNKNOWN)
@@ -258,7 +265,6 @@ class MemoryStore:
         if fired:
             run.resumed[key] = [job.key for job in fired]
         run.live += len(fired)
-        run.updated = time.monotonic()
         finished = self._maybe_finish(run, spec, request.timestamp)
         return CommitOutcome(True, jobs=fired, status=run.meta["status"], finished=finished)
 
@@ -367,36 +373,58 @@ class MemoryStore:
         return CommitOutcome(True, status="cancelled", finished=finished, handed_over=[
             InstanceRef(run_id, *map(int, key.split("#"))) for key in handed])
 
-    async def stalled_runs(self, idle_ms: int) -> list[str]:
-        limit = time.monotonic() - idle_ms / 1000.0
-        return [r.run_id for r in self.runs.values()
-                if r.result is None and r.updated <= limit]
+    async def stalled_runs(self, idle_ms: int, limit: int = 1000) -> list[tuple[str, float]]:
+        cut = now_ms() - idle_ms
+        due = sorted((score, run_id) for run_id, score in self.active.items() if score <= cut)
+        return [(run_id, score) for score, run_id in due[:limit]]
+
+    def _rescore(self, run_id: str, seen: float | None, score: float | None) -> None:
+        """A pass's verdict (None: remove), kept only while the score is the one it read."""
+        if seen is not None and self.active.get(run_id) == seen:
+            if score is None:
+                del self.active[run_id]
+            else:
+                self.active[run_id] = score
 
     async def reconcile_run(self, run_id: str, timestamp: str, stalled_ms: int = 0,
-                            max_redrives: int = 0) -> ReconcileOutcome:
+                            max_redrives: int = 0, seen: float | None = None) -> ReconcileOutcome:
         """Re-drive a stalled run: undelivered outbox entries, and fired instances without a
-        live lease get a new epoch (so a new job id). Done instances are never re-fired."""
+        live lease get a new epoch (so a new job id). Done instances are never re-fired.
+        With `seen`, re-score the run in the active set (see reconcile.lua)."""
+        now = now_ms()
         run = self.runs.get(run_id)
         if run is None:
+            if seen is not None and seen <= now - ORPHAN_AFTER_MS:
+                self._rescore(run_id, seen, None)
             return ReconcileOutcome(status="unknown")
         blueprint_id = run.meta.get("blueprint_id") or self.blueprint_fallback.get(run_id, "")
         status = run.meta["status"]
         if status not in ("running", "awaiting"):
             if run.live <= 0:  # already finished
+                self.active.pop(run_id, None)
                 return ReconcileOutcome(status=status, blueprint_id=blueprint_id)
             run.drop_unleased()
             finished = self._maybe_finish(run, None, timestamp)
+            if not finished:  # leased instances left: look again later
+                self._rescore(run_id, seen, now)
             return ReconcileOutcome(status=run.meta["status"], blueprint_id=blueprint_id,
                                     finished=finished)
-        now = now_ms()
         refired = 0
         exhausted: list[tuple[InstanceRef, int]] = []
+        looks: list[float] = []
         for key, rec in run.inst.items():
+            if rec.state == "S":
+                looks.append(now)
             if rec.state not in ("F", "G"):
                 continue
             lease = run.leases.get(key)
-            if (lease is not None and lease[1] > now) or rec.fired + stalled_ms > now:
+            if lease is not None and lease[1] > now:
+                looks.append(max(rec.fired, lease[1] - stalled_ms))
                 continue
+            if rec.fired + stalled_ms > now:
+                looks.append(rec.fired)
+                continue
+            looks.append(now)
             node_part, _, rest = key.partition("#")
             iteration_part, _, item_part = rest.partition("/")
             node_index, iteration = int(node_part), int(iteration_part)
@@ -410,7 +438,10 @@ class MemoryStore:
             refired += 1
             ref = JobRef(node_index, iteration, rec.epoch, 0, item)
             run.outbox[ref.key] = ref
-        run.updated = time.monotonic()
+        if run.outbox:
+            looks.append(now)
+        self._rescore(run_id, seen, min(looks) if looks else
+                      math.inf if status == "awaiting" else now)
         return ReconcileOutcome(jobs=list(run.outbox.values()), refired=refired, status=status,
                                 blueprint_id=blueprint_id, exhausted=exhausted)
 
@@ -454,6 +485,7 @@ class MemoryStore:
 
     def _finish(self, run: StoredRun, status: str, timestamp: str) -> None:
         run.meta["status"] = status
+        self.active.pop(run.run_id, None)
         blueprint_id = run.meta.get("blueprint_id", "")
         run.result = result_of(run.run_id, status, blueprint_id, run.ctx, run.errors, [])
         if timestamp:

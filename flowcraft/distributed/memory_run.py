@@ -66,7 +66,6 @@ class StoredRun:
         self.errors: list[bytes] = []
         self.events: list[bytes] = []
         self.result: WorkflowResult | None = None
-        self.updated = time.monotonic()
         self.completions: dict[str, int] = {}
         self.batches: dict[str, list[bytes | None]] = {}
         self.held: dict[str, list[int]] = {}  # batch items not released yet (concurrency)
@@ -116,8 +115,10 @@ class StoredRun:
 
     def fire(self, node_index: int, iteration: int, value: bytes, fired: list[JobRef],
              defer_ms: int) -> None:
-        self.inst[inst_key(node_index, iteration)] = Record("F", 0, value)
+        record = self.inst[inst_key(node_index, iteration)] = Record("F", 0, value)
         defer = int(time.time() * 1000) + defer_ms if defer_ms > 0 else 0
+        if defer_ms > 0:  # a deferred job counts as fired when it is due (see lib.lua fire)
+            record.fired += defer_ms
         ref = JobRef(node_index, iteration, 0, defer)
         self.outbox[ref.key] = ref
         fired.append(ref)

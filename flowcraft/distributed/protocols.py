@@ -28,6 +28,11 @@ from flowcraft.runtime.spec import GraphSpec
 RunState = Literal["running", "awaiting", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
+ORPHAN_AFTER_MS = 600_000
+"""A reconcile pass drops an id from the active set whose run does not exist once it was
+registered this long ago: `start_run` registers a run before creating it (write-ahead), so a
+younger one may be a start still under way."""
+
 
 class InstanceRef(msgspec.Struct, frozen=True, array_like=True):
     """One node instance of one run, as every store transition names it: the node's index in
@@ -250,7 +255,9 @@ class RunReader(Protocol):
         resume of one of them queues those)."""
         ...
 
-    async def stalled_runs(self, idle_ms: int) -> list[str]: ...
+    async def stalled_runs(self, idle_ms: int, limit: int = 1000) -> list[tuple[str, float]]:
+        """Up to `limit` runs a reconcile pass should look at (scored at least `idle_ms` ago),
+        oldest first, each with the score read (see `reconcile_run`'s `seen`)."""
 
     async def log(self, run_id: str, events: Sequence[bytes]) -> None: ...
 
@@ -294,9 +301,10 @@ class CoordinationStore(RunReader, Protocol):
         """Stop the run: nothing new starts; running instances stop at their next renewal."""
 
     async def reconcile_run(self, run_id: str, timestamp: str, stalled_ms: int = 0,
-                            max_redrives: int = 0) -> ReconcileOutcome:
+                            max_redrives: int = 0, seen: float | None = None) -> ReconcileOutcome:
         """Re-drive undelivered jobs and instances whose job was lost (at most `max_redrives`
-        times each; 0: no limit)."""
+        times each; 0: no limit). `seen`: the score `stalled_runs` listed the run with; the
+        run is then re-scored for the next pass unless its score changed meanwhile."""
 
     async def ack(self, run_id: str, jobs: Sequence[JobRef],
                   events: Sequence[bytes] = ()) -> None:
@@ -311,6 +319,7 @@ class JobQueue(Protocol):
 
 
 __all__ = [
+    "ORPHAN_AFTER_MS",
     "TERMINAL",
     "inst_key",
     "ClaimOutcome",

@@ -124,7 +124,7 @@ async def test_reconcile_refires_lost_jobs_and_uses_blueprint_fallback() -> None
     lost = MemoryQueue()
     adapter.queue = lost
     del store.runs[run_id].meta["blueprint_id"]
-    store.runs[run_id].updated -= 10
+    store.active[run_id] -= 10_000
     for record in store.runs[run_id].inst.values():  # fired 10 s ago
         record.fired -= 10_000
     counts = await adapter.reconcile(stalled_after=1)

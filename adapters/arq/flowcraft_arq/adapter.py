@@ -216,7 +216,7 @@ def worker_settings(
 
     `reconcile_every` (s): every worker tries to run a reconcile pass this often, one at a time
     under a Redis lock (None: off, reconcile by hand). `reconcile_stalled_after` (s) is the
-    pass's `stalled_after`; by default max(60 s, 2 * lease, longest sleep of `flows` + 60 s).
+    pass's `stalled_after`; by default max(60 s, 2 * lease).
     An instance re-driven `max_redrives` times without completing fails its run.
     """
     flow_list = list(flows)
@@ -224,7 +224,7 @@ def worker_settings(
     every = reconciler.check_seconds("reconcile_every", reconcile_every)
     stalled_after = reconciler.check_seconds("reconcile_stalled_after", reconcile_stalled_after)
     if stalled_after is None:
-        stalled_after = reconciler.default_stalled_after(flow_list, lease_ms)
+        stalled_after = reconciler.default_stalled_after(lease_ms)
     adapter_kwargs: dict[str, Any] = {
         "queue_name": queue_name, "prefix": prefix, "result_ttl": result_ttl,
         "dependencies": dependencies, "registry": registry, "middleware": middleware,

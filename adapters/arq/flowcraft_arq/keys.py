@@ -2,7 +2,7 @@
 
 All keys of one run carry the hash tag `{<run_id>}`, so a run lives in one Redis Cluster slot and
 its Lua scripts touch a single slot. The only keys without a run's hash tag are the documented
-globals: the `runs:active` index (run id -> last progress, for the reconciler), the
+globals: the `runs:active` index (run id -> when the reconciler should look at it next), the
 reconciler's lock and arq's own queue keys. The blueprint-id fallback key
 `<prefix>:blueprint:{<run_id>}` is kept apart from the run's metadata on purpose (reconcile
 reads it when the metadata lost the blueprint id).
@@ -56,7 +56,15 @@ def queue_of(prefix: str, queue_name: str | None) -> str:
 
 
 def active_key(prefix: str) -> str:
-    """Global sorted set: live run id -> ms of its last recorded progress."""
+    """Global sorted set: live or awaiting run id -> when a reconcile pass should next look at
+    it (ms; a pass reads the runs scored at least `stalled_after` ago).
+
+    `start_run` and `resume` write now before their script runs (write-ahead); a pass re-scores
+    each run it looked at (`lua/rescore.lua`, only if nobody wrote a newer score meanwhile): to
+    the earliest time one of its instances may be stalled (a deferred job's defer time while
+    the run sleeps), or `+inf` while the run awaits, so runs waiting for days cost a pass
+    nothing. Finished runs are removed.
+    """
     return f"{prefix}:runs:active"
 
 

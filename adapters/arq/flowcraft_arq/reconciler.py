@@ -7,9 +7,8 @@ reconciler blocks nobody for longer than one interval.
 
 `stalled_after` decides what a pass re-drives: fired instances whose lease has expired (a live
 node renews its lease every second, so it is never re-driven, however long it runs) and that
-were fired at least `stalled_after` ago. A successor deferred by a durable sleep is such an
-instance while it waits, so the default `stalled_after` is longer than the longest sleep of the
-flows the worker serves.
+were fired at least `stalled_after` ago. A successor deferred by a durable sleep counts as
+fired when its deferred job is due, so no sleep is cut short, whatever `stalled_after` is.
 """
 
 from __future__ import annotations
@@ -19,12 +18,9 @@ import logging
 import math
 import random
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from flowcraft.blueprint import WorkflowBlueprint
-from flowcraft.builder import Flow
-from flowcraft.builtins.kinds import SLEEP, parse_duration
 from flowcraft.errors import FlowcraftError
 from flowcraft_arq.keys import reconcile_lock_key
 
@@ -36,9 +32,6 @@ DEFAULT_RECONCILE_EVERY = 60.0
 MIN_STALLED_AFTER = 60.0
 """Floor of the default `stalled_after` (s): also bounds how long a job may wait in a backed-up
 queue before a pass enqueues it a second time (harmless: the second claim is refused)."""
-
-SLEEP_MARGIN = 60.0
-"""Seconds added to the longest sleep: a deferred job is not re-driven while it sleeps."""
 
 
 class ReconcileSettingsError(FlowcraftError, ValueError):
@@ -56,20 +49,9 @@ def check_seconds(name: str, value: float | None) -> float | None:
     return float(value)
 
 
-def longest_sleep_s(flows: Iterable[Flow | WorkflowBlueprint]) -> float:
-    """The longest `sleep` duration (s) in `flows`, 0 when none sleeps."""
-    longest = 0.0
-    for flow in flows:
-        blueprint = flow.to_blueprint() if isinstance(flow, Flow) else flow
-        for node in blueprint.nodes:
-            if node.uses == SLEEP and "duration" in node.params:
-                longest = max(longest, parse_duration(node.params["duration"]) / 1000.0)
-    return longest
-
-
-def default_stalled_after(flows: Iterable[Flow | WorkflowBlueprint], lease_ms: int) -> float:
-    """max(60 s, two leases, the longest sleep + 60 s)."""
-    return max(MIN_STALLED_AFTER, 2 * lease_ms / 1000.0, longest_sleep_s(flows) + SLEEP_MARGIN)
+def default_stalled_after(lease_ms: int) -> float:
+    """max(60 s, two leases)."""
+    return max(MIN_STALLED_AFTER, 2 * lease_ms / 1000.0)
 
 
 Pass = Callable[[float], Awaitable[dict[str, int]]]
@@ -153,7 +135,6 @@ __all__ = [
     "Reconciler",
     "check_seconds",
     "default_stalled_after",
-    "longest_sleep_s",
     "start",
     "stop",
 ]

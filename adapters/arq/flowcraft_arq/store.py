@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from flowcraft.distributed.protocols import (
+    ORPHAN_AFTER_MS,
     TERMINAL,
     ClaimOutcome,
     CommitOutcome,
@@ -49,6 +50,8 @@ log = logging.getLogger("flowcraft.arq.store")
 _pack = msgspec.msgpack.encode
 SCRIPT_NAMES = ("start_run", "claim", "renew", "commit", "fail", "release", "cancel",
                 "reconcile", "loop_count", "resume", "scatter", "park", "adopt")
+GLOBAL_SCRIPT_NAMES = ("rescore",)
+"""Scripts on a global key, without the per-run prelude."""
 
 
 def _read_script(name: str) -> str:
@@ -60,7 +63,7 @@ class _Script:
 
     def __init__(self, name: str, lib: str) -> None:
         self.name = name
-        self.source = lib + "\n" + _read_script(name)
+        self.source = (lib + "\n" if lib else "") + _read_script(name)
         self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
 
 
@@ -73,6 +76,7 @@ def scripts() -> dict[str, _Script]:
     if _SCRIPTS is None:
         lib = _read_script("lib")
         _SCRIPTS = {name: _Script(name, lib) for name in SCRIPT_NAMES}
+        _SCRIPTS.update((name, _Script(name, "")) for name in GLOBAL_SCRIPT_NAMES)
     return _SCRIPTS
 
 
@@ -106,6 +110,12 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _progress_ms() -> float:
+    """The score of a run that just made progress (sub-ms, so a pass's conditional rescore
+    never mistakes it for the score it read)."""
+    return time.time() * 1000
+
+
 class RedisRunStore:
     """CoordinationStore on one Redis (or one Cluster slot per run).
 
@@ -132,18 +142,31 @@ class RedisRunStore:
             keys = self._keys[run_id] = RunKeys(self.prefix, run_id)
         return keys
 
-    async def _call(self, name: str, run_id: str, doc: Mapping[str, Any]) -> Any:
-        script = self._scripts[name]
+    async def _call(self, name: str, run_id: str, doc: Mapping[str, Any], *,
+                    register: bool = False) -> Any:
+        """Run script `name` on run `run_id`. `register`: in the same round trip, first put
+        the run in the active set as having progressed now (write-ahead: a client that dies
+        right after the script leaves the run where reconcile finds it)."""
         keys = self.keys(run_id)
-        args: list[Any] = [*keys.script_keys, run_id, keys.channel, self.result_ttl_ms,
-                           self.events_maxlen, _pack(doc)]
+        return await self._eval(name, keys.script_keys, [
+            run_id, keys.channel, self.result_ttl_ms, self.events_maxlen, _pack(doc)],
+            register=run_id if register else None)
+
+    async def _eval(self, name: str, keys: Sequence[str], args: Sequence[Any], *,
+                    register: str | None = None) -> Any:
+        script = self._scripts[name]
         evalsha: Any = self.redis.evalsha
         try:
-            return await evalsha(script.sha, len(keys.script_keys), *args)
+            if register is None:
+                return await evalsha(script.sha, len(keys), *keys, *args)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(self.active, {register: _progress_ms()})
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                return (await pipe.execute())[1]
         except NoScriptError:
             log.info("loading Lua script %s (%s)", name, script.sha)
             await self.redis.script_load(script.source)
-            return await evalsha(script.sha, len(keys.script_keys), *args)
+            return await evalsha(script.sha, len(keys), *keys, *args)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -206,9 +229,12 @@ class RedisRunStore:
     async def loop_count(self, ref: InstanceRef) -> int:
         return int(await self._call("loop_count", ref.run_id, _at(ref)))
 
-    async def stalled_runs(self, idle_ms: int) -> list[str]:
-        raw = await self.redis.zrangebyscore(self.active, "-inf", _now_ms() - idle_ms)
-        return [_text(r) for r in raw]
+    async def stalled_runs(self, idle_ms: int, limit: int = 1000) -> list[tuple[str, float]]:
+        """Up to `limit` runs of the active set scored at least `idle_ms` ago, oldest first,
+        with their scores; runs that await (scored +inf) or sleep are out of reach."""
+        raw = await self.redis.zrangebyscore(self.active, "-inf", _now_ms() - idle_ms,
+                                             start=0, num=limit, withscores=True)
+        return [(_text(run_id), float(score)) for run_id, score in raw]
 
     # -- transitions ------------------------------------------------------------------------
 
@@ -223,15 +249,16 @@ class RedisRunStore:
         now = _now_ms()
         out = await self._call("start_run", run_id, {
             "meta": meta_flat, "ctx": ctx_flat, "start": list(spec.start),
-            "ev": [_text(e) for e in events], "now": now, "bp": spec.blueprint_id})
+            "ev": [_text(e) for e in events], "now": now, "bp": spec.blueprint_id},
+            register=True)
         created, status = bool(out[0]), _text(out[1])
-        if created:
+        if created or status in TERMINAL:
             async with self.redis.pipeline(transaction=False) as pipe:
-                if status == "running":
-                    pipe.zadd(self.active, {run_id: now})
+                if status in TERMINAL:  # registered, but nothing is left to reconcile
+                    pipe.zrem(self.active, run_id)
                 pipe.exists(self.runs_index)
                 listed = (await pipe.execute())[-1]
-            if listed:  # a dashboard keeps a list of runs
+            if created and listed:  # a dashboard keeps a list of runs
                 await self.redis.zadd(self.runs_index, {run_id: now})
         return StartOutcome(created, _refs(out[2:]), status)
 
@@ -324,7 +351,8 @@ class RedisRunStore:
             "bp": spec.blueprint_id, "now": _now_ms(), "park": request.park,
             "sk": request.skip_events,
         }
-        return await self._finished(ref.run_id, await self._call("resume", ref.run_id, doc))
+        return await self._finished(ref.run_id, await self._call("resume", ref.run_id, doc,
+                                                                 register=True))
 
     async def parked(self, run_id: str) -> list[InstanceRef]:
         raw = await self.redis.hgetall(self.keys(run_id).meta)  # type: ignore[misc]
@@ -376,15 +404,21 @@ class RedisRunStore:
             outcome, handed_over=[InstanceRef(run_id, n, it) for n, it in handed])
 
     async def reconcile_run(self, run_id: str, timestamp: str, stalled_ms: int = 0,
-                            max_redrives: int = 0) -> ReconcileOutcome:
+                            max_redrives: int = 0, seen: float | None = None) -> ReconcileOutcome:
+        now = _now_ms()
         out = await self._call("reconcile", run_id, {"stalled": stalled_ms, "ts": timestamp,
-                                                     "now": _now_ms(), "cap": max_redrives})
+                                                     "now": now, "cap": max_redrives})
         status, blueprint_id = _text(out[0]), _text(out[1])
-        finished = bool(out[3])
-        if status == "unknown" or finished or status not in ("running", "awaiting"):
+        finished, score = bool(out[3]), _text(out[4])
+        if status == "unknown":
+            if seen is not None and seen <= now - ORPHAN_AFTER_MS:
+                await self._eval("rescore", [self.active], [run_id, seen, ""])
+        elif not score:  # finished for good
             await self.redis.zrem(self.active, run_id)
+        elif seen is not None:
+            await self._eval("rescore", [self.active], [run_id, seen, score])
         jobs, exhausted = [], []
-        for entry in out[4:]:
+        for entry in out[5:]:
             if entry[:1] == b"X":  # "X<node>#<iteration>[/<item>]#<epoch>"
                 instance, _, epoch = _text(entry)[1:].rpartition("#")
                 node, _, rest = instance.partition("#")

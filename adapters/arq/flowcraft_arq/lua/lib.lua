@@ -302,13 +302,15 @@ local function drop_unleased(now)
   return dropped
 end
 
--- an instance is fired at most once: a second resolution that makes it ready is ignored
+-- an instance is fired at most once: a second resolution that makes it ready is ignored. Its
+-- fired time is when its job is due (a deferred job's defer time): reconcile counts the
+-- successor of a durable sleep as stalled only `stalled_after` after the sleep ends
 local function fire(n, it, input, fired, defer, now)
   local k = ikey(n, it)
   if W['i:' .. k] ~= nil or redis.call('HEXISTS', K_META, 'i:' .. k) == 1 then
     return
   end
-  put('i:' .. k, 'F0|||' .. fmt(now) .. '|' .. input)
+  put('i:' .. k, 'F0|||' .. fmt(math.max(now, defer)) .. '|' .. input)
   put('o:' .. k .. '#0', fmt(n) .. ',' .. fmt(it) .. ',0,' .. fmt(defer))
   fired[#fired + 1] = fmt(n) .. ',' .. fmt(it) .. ',0,' .. fmt(defer)
 end

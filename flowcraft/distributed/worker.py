@@ -155,8 +155,9 @@ class Job:
         if parked.reason == Refusal.NOT_RUNNING:  # the parent stopped meanwhile
             await worker.ended(parent, parked)
             await worker.cancel_child(run_id)
-        elif parked.ok and await worker.store.result(run_id) is not None:
-            await worker.notify_parent(run_id)  # the child ended before we parked
+        elif parked.ok and (await worker.store.result(run_id) is not None
+                            or await worker.store.status(run_id) == "cancelled"):
+            await worker.notify_parent(run_id)  # the child ended (or was cancelled) first
         return None
 
     async def emit(self, event: Event) -> None:

@@ -6,6 +6,7 @@ that await."""
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import subprocess
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from crash_after_start import relay_flow
+from dist_helpers import Cluster
+from dist_scenarios import double, parent_flow
 from flowcraft_arq import FlowcraftClient, RunKeys, active_key
 from flowcraft_arq.reconciler import TASK_CTX_KEY
 from flowcraft_arq.testing import RedisServer, running_worker
@@ -23,6 +26,7 @@ from redis.asyncio import Redis
 from test_arq_faults import node_finish_counts
 
 from flowcraft import Flow, NodeContext
+from flowcraft.distributed.memory_run import now_ms
 from flowcraft.distributed.protocols import ORPHAN_AFTER_MS
 
 HERE = Path(__file__).resolve().parent
@@ -76,6 +80,31 @@ async def test_item3_reconcile_keeps_durable_sleeps(arq_worker: Any,
     assert record.startswith("F0|||") and int(record.split("|")[3]) == int(due)
     assert due > (time.time() + 3500) * 1000
     assert (still_due, queued) == (due, [job.encode()])
+
+
+async def test_item3_and_item11_in_the_reference_model() -> None:
+    """MemoryStore keeps the same books: a 1 h sleep's successor is not stalled before the
+    sleep ends (even with stalled_after=0), and after one look, sleeping and awaiting runs
+    are out of a pass's reach."""
+    nap, approval = napping_flow("1h"), approval_flow()
+    async with Cluster([nap, approval]) as cluster:
+        store = cluster.store
+        sleeping = await cluster.adapter.start_run(nap)
+        awaiting = [await cluster.adapter.start_run(approval) for _ in range(3)]
+        for run_id in awaiting:
+            assert (await store.wait_result(run_id, 5)).status == "awaiting"
+        async with asyncio.timeout(5):
+            while "2#0" not in store.runs[sleeping].inst or store.runs[sleeping].outbox:
+                await asyncio.sleep(0.01)
+        first = await cluster.adapter.reconcile(stalled_after=0)
+        second = await cluster.adapter.reconcile(stalled_after=0)
+        scores = {run_id: store.active[run_id] for run_id in [sleeping, *awaiting]}
+        epoch = store.runs[sleeping].inst["2#0"].epoch
+    assert first == {"scanned": 4, "stalled": 4, "reconciled": 0, "failed": 0}
+    assert second == {"scanned": 0, "stalled": 0, "reconciled": 0, "failed": 0}
+    assert epoch == 0
+    assert scores[sleeping] > now_ms() + 3_500_000
+    assert [scores[run_id] for run_id in awaiting] == [math.inf] * 3
 
 
 async def node_finish_counts_now(client: Any, run_id: str) -> dict[str, int]:
@@ -159,6 +188,52 @@ async def test_item5_reconcile_drops_registrations_whose_run_never_came(
 
 
 # -- item 11 -----------------------------------------------------------------------------------
+
+
+async def brief_nap(ctx: NodeContext) -> str:
+    await asyncio.sleep(1.5)
+    return "woke"
+
+
+BRIEF_CHILD = Flow("brief_child").node("double", double).node("nap", brief_nap) \
+    .edge("double", "nap")
+BRIEF_PARENT = parent_flow("brief_child", "brief_parent")
+
+
+async def test_item11_parked_subflow_parent_is_still_reconciled(
+        arq_worker: Any, flowcraft_client: Any) -> None:
+    """A parent parked on its subflow node has nothing fired, but is not awaiting: a pass that
+    looks at it while the child runs scores it to be looked at again `stalled_after` later
+    (not out of reach), so when the worker that recorded the child's end never tells the
+    parent (here: it loses every notice), the next pass completes the subflow node."""
+    async def lose_notices(ctx: dict[str, Any]) -> None:
+        ctx["flowcraft_adapter"].notify_parent = lambda child_id: asyncio.sleep(0)
+
+    flows = [BRIEF_CHILD, BRIEF_PARENT]
+    async with arq_worker(flows, on_startup=lose_notices, reconcile_every=None), \
+            flowcraft_client(flows) as client:
+        run_id = await client.start(BRIEF_PARENT.id)
+        child_id = f"{run_id}/sub#0"
+        async with asyncio.timeout(20):
+            while (await client.store.get_values(child_id, ["doubled"]))[0] is None:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.6)
+        first = await client.reconcile(stalled_after=0.5)
+        looked = time.monotonic()
+        child = await client.wait(child_id, timeout=20)
+        await asyncio.sleep(max(0.0, 0.6 - (time.monotonic() - looked)))
+        parked = await client.status(run_id)
+        second = await client.reconcile(stalled_after=0.5)
+        result = await client.wait(run_id, timeout=20)
+        finishes = await node_finish_counts(client, run_id)
+    assert first == {"scanned": 2, "stalled": 2, "reconciled": 0, "failed": 0}  # both runs
+    assert (child.status, parked) == ("completed", "running")
+    assert second == {"scanned": 1, "stalled": 1, "reconciled": 1, "failed": 0}
+    assert result.status == "completed", result.errors
+    assert result.context["after"] == {"got": {"x": 21, "doubled": 42, "double": 42,
+                                               "nap": "woke"}, "result": 42}
+    assert finishes == {"prep": 1, "sub": 1, "after": 1}
+
 
 
 async def done_node(ctx: NodeContext) -> str:

@@ -137,3 +137,38 @@ async def test_item4_cancelling_parent_cancels_children(arq_worker: Any,
     assert {r: res.status for r, res in results.items()} == dict.fromkeys(results, "cancelled")
     assert "nap" not in results["t1/mid#0/sub#0"].context
     assert results["t1/mid#0/sub#0"].context["doubled"] == 42
+
+
+async def test_item4_cancel_racing_the_hand_off_cancels_the_new_child(
+        arq_worker: Any, flowcraft_client: Any) -> None:
+    """The parent is cancelled after its subflow node's worker started the child and before
+    it parked the node (forced: the worker's park first cancels the parent). The park is
+    refused and drops the node, the parent finishes cancelled, and the child just started is
+    cancelled by that worker instead of running on unseen."""
+    refused: list[str] = []
+
+    async def cancel_before_parking(ctx: dict[str, Any]) -> None:
+        adapter = ctx["flowcraft_adapter"]
+        store = adapter.store
+        hand_off = store.hand_off
+
+        async def racing(ref: Any, token: str, items: Any = None, *args: Any) -> Any:
+            if items is None:
+                assert await adapter.cancel(ref.run_id)
+            outcome = await hand_off(ref, token, items, *args)
+            if items is None:
+                refused.append(str(outcome.reason))
+            return outcome
+
+        store.hand_off = racing
+
+    async with arq_worker(FLOWS, lease_ms=LEASE_MS, on_startup=cancel_before_parking), \
+            flowcraft_client(FLOWS) as client:
+        run_id = await client.start("parent_slow", run_id="h1")
+        result = await client.wait(run_id, timeout=10)
+        child = await client.wait("h1/sub#0", timeout=10)
+        meta = await client.store.meta(run_id)
+    assert refused == ["not_running"]
+    assert result.status == "cancelled" and meta["live"] == "0"
+    assert meta["i:1#0"] == "C"
+    assert child.status == "cancelled" and "nap" not in child.context

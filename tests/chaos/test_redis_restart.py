@@ -23,7 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from soak import HERE, KNOWN_RESTART_DEATHS, Config, Soak, WorkerPool, start_redis
-from test_soak_short import SHORT_KINDS, assert_zero
+from test_soak_short import assert_zero
 
 from flowcraft import ResumeError, RunNotFoundError
 from flowcraft.distributed import CommitRequest, InstanceRef, Resolution, graph_spec
@@ -37,7 +37,7 @@ async def test_soak_with_redis_restarts_under_aof_always_loses_nothing() -> None
     chaos_worker.retrying_settings) and must survive every restart."""
     report = await Soak(Config(seconds=20, runs=70, workers=3, workers2=1, kill_every_ms=2500,
                                redis_restart=True, restart_every_s=6, drain_timeout_s=300,
-                               seed=2, big=200, big_runs=2, kinds=SHORT_KINDS)).run()
+                               seed=2, big=200, big_runs=2)).run()
     print(report)
     assert_zero(report)
     assert report["redis_restarts"] >= 2

@@ -3,10 +3,12 @@
 The worker runs in this process (arq's `Worker`, as `flowcraft_arq.testing.running_worker`
 starts it) on a throwaway redis-server; a client in a subprocess (this script with `--drive`)
 warms up with 20 diamonds, then drives R diamonds, IN_FLIGHT at a time, and only those are
-profiled. Prints one JSON line: the profiled seconds, function calls per node, and the top
-frames by own time and by cumulative time (`[ncalls, tottime s, cumtime s, "file:line(name)"]`).
-Call counts do not depend on the machine's load; times do (and cProfile inflates small
-functions), so compare counts first. `--text` also prints the pstats tables to stderr.
+profiled. Prints one JSON line: the profiled seconds, function calls and socket sends per node,
+and the top frames by own time and by cumulative time (`[ncalls, tottime s, cumtime s,
+"file:line(name)"]`), of all code and of flowcraft's own. Call counts do not depend on the
+machine's load; times do (and cProfile inflates small functions), so compare counts first. A
+coroutine counts one call per resumption, so its ncalls exceed the times it was called.
+`--text` also prints the pstats tables to stderr.
 
     .venv/bin/python benchmarks/dist_profile.py [--runs 1000] [--top 15] [--text]
 """
@@ -53,13 +55,29 @@ def where(filename: str, line: int, name: str) -> str:
     return f"{filename}:{line}({name})"
 
 
-def top(stats: pstats.Stats, key: str, count: int) -> list[list[Any]]:
-    raw: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = \
+Frame = tuple[str, int, str]
+
+
+def top(stats: pstats.Stats, key: str, count: int, ours: bool = False) -> list[list[Any]]:
+    """The `count` frames with the most own ("tottime") or cumulative time; `ours`: only
+    frames of flowcraft and flowcraft_arq."""
+    raw: dict[Frame, tuple[int, int, float, float, Any]] = \
         stats.stats  # type: ignore[attr-defined]
     index = 2 if key == "tottime" else 3
-    rows = sorted(raw.items(), key=lambda kv: kv[1][index], reverse=True)[:count]
-    return [[calls, round(own, 4), round(cumulative, 4), where(*frame)]
-            for frame, (_, calls, own, cumulative, _) in rows]
+    rows = [(where(*frame), calls, own, cumulative)
+            for frame, (_, calls, own, cumulative, _) in raw.items()]
+    if ours:
+        rows = [row for row in rows if row[0].startswith(("flowcraft/", "adapters/"))]
+    rows.sort(key=lambda row: row[index], reverse=True)
+    return [[calls, round(own, 4), round(cumulative, 4), name]
+            for name, calls, own, cumulative in rows[:count]]
+
+
+def socket_sends(stats: pstats.Stats) -> int:
+    """Calls of socket.send: writes to Redis (a pipeline or transaction is one)."""
+    raw: dict[Frame, tuple[int, ...]] = stats.stats  # type: ignore[attr-defined]
+    return sum(int(v[1]) for (_, _, name), v in raw.items()
+               if name == "<method 'send' of '_socket.socket' objects>")
 
 
 async def profile(url: str, runs: int, count: int, text: bool) -> dict[str, Any]:
@@ -95,8 +113,11 @@ async def profile(url: str, runs: int, count: int, text: bool) -> dict[str, Any]
         "profiled_s": round(seconds, 2),
         "function_calls": total_calls,
         "calls_per_node": round(total_calls / (runs * NODES)),
+        "socket_sends_per_node": round(socket_sends(stats) / (runs * NODES), 2),
         "top_own": top(stats, "tottime", count),
         "top_cumulative": top(stats, "cumulative", count),
+        "top_own_flowcraft": top(stats, "tottime", count, ours=True),
+        "top_cumulative_flowcraft": top(stats, "cumulative", count, ours=True),
         "python": platform.python_version(),
     }
 

@@ -69,7 +69,7 @@ def main() -> None:
     finally:
         server.cleanup()
     summary: dict[str, Any] = {"summary": "dist_diamond_side_by_side", "rounds": args.rounds,
-                               "runs_per_s_median": {k: statistics.median(v)
+                               "runs_per_s_median": {k: round(statistics.median(v), 1)
                                                      for k, v in runs.items()},
                                "redis_cmds_per_node_median": {k: statistics.median(v)
                                                               for k, v in cmds.items()}}

@@ -406,6 +406,8 @@ OTHER_APP = {"prefix2": "fan"}
 """Kinds run by the second app, and the blueprint they run."""
 SLEEPS = {"sleep": 1.0, "sleep_reconcile": LONG_SLEEP_S}
 """Kinds whose B must start at least this long after A ended (A -> nap -> B)."""
+CONCURRENCY = {"batch_conc": ("priced", BATCH_CONCURRENCY)}
+"""Kinds with a batch whose items may not run more than this many at once."""
 CHILDREN = {"subflow_wait": ["sub#0"]}
 """Child runs each run of a kind makes: `{run}/{suffix}`."""
 

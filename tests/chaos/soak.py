@@ -30,8 +30,9 @@ What it does (see docs/reliability.md for the reasoning behind every check):
 6. after the window: stops the chaos, lets the runs drain (up to `--drain-timeout-s`), then
    reads the engine's own records (each run's meta hash, event stream and result) and the
    trace list the node bodies appended to (with the wall time of every body's start and end: a
-   node after a sleep must not start before the node before it ended plus the sleep), and
-   prints ONE JSON line, with the counts per shape under `by_shape`.
+   node after a sleep must not start before the node before it ended plus the sleep, and no
+   more items of a batch with `concurrency` may run at once), and prints ONE JSON line, with
+   the counts per shape under `by_shape`.
 
 The process always cleans up: workers and redis-server are killed in `finally` blocks (also on
 SIGTERM / Ctrl-C), and the temporary directory is removed unless `--keep` is given.
@@ -502,6 +503,7 @@ class Soak:
             if key != f"{run_id}:{node_id}:{iteration}":
                 trace.bad_keys += 1
             at = float(rest[0]) if rest else 0.0
+            trace.bodies.setdefault(run_id, []).append((node_id, pid, phase, at))
             if phase == "start":
                 trace.started.setdefault(inst, []).append((pid, attempt))
                 trace.first_start[inst] = min(at, trace.first_start.get(inst, at))
@@ -617,6 +619,15 @@ class Soak:
                         tally["woke_early"] += 1
                         problems.append(f"{run_id}: B started {-margin:.2f} s before its "
                                         f"{chaos_flows.SLEEPS[kind]:g} s sleep ended")
+            # a batch with `concurrency` never runs more items at once
+            if kind in chaos_flows.CONCURRENCY:
+                batch, limit = chaos_flows.CONCURRENCY[kind]
+                most = trace.most_items_at_once(run_id, batch)
+                tally["most_items_at_once"] = max(most, tally["most_items_at_once"])
+                if most > limit:
+                    tally["concurrency_exceeded"] += 1
+                    problems.append(f"{run_id}: {most} items of {batch} ran at once "
+                                    f"(concurrency {limit})")
             # the result against an in-memory run of the same blueprint and input
             if status not in TERMINAL:
                 continue
@@ -629,7 +640,7 @@ class Soak:
                 tally["context_mismatches"] += 1
                 problems.append(f"{run_id}: result differs from the in-memory run")
         for tally in shapes.values():
-            counts.update(tally)
+            counts.update({k: v for k, v in tally.items() if k != "most_items_at_once"})
 
         # bodies that ran (trace) but whose completion the engine never recorded
         for inst in trace.ended:
@@ -667,6 +678,7 @@ class Soak:
             "batch_counter_off": counts["batch_counter_off"],
             "context_mismatches": counts["context_mismatches"],
             "woke_early": counts["woke_early"],
+            "concurrency_exceeded": counts["concurrency_exceeded"],
             "bad_idempotency_keys": trace.bad_keys,
             "node_completions": counts["node_completions"],
             "join_instances": counts["join_instances"],
@@ -700,13 +712,34 @@ class Trace:
     ended: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
     first_start: dict[tuple[str, str, int], float] = field(default_factory=dict)
     first_end: dict[tuple[str, str, int], float] = field(default_factory=dict)
+    bodies: dict[str, list[tuple[str, int, str, float]]] = field(default_factory=dict)
+    """(node, pid, phase, wall time) of every entry, by run."""
+
+    def most_items_at_once(self, run_id: str, batch: str) -> int:
+        """The most items of `batch` whose bodies ran at the same time in `run_id` (a body
+        is from its start to the next end in the same process; one cut short by a SIGKILL has
+        no end and is left out, so this is a lower bound)."""
+        opened: dict[tuple[str, int], float] = {}
+        spans: list[tuple[float, float, str]] = []
+        for node_id, pid, phase, at in self.bodies.get(run_id, ()):
+            if not node_id.startswith(batch + "["):
+                continue
+            if phase == "start":
+                opened[(node_id, pid)] = at
+            elif (node_id, pid) in opened:
+                spans.append((opened.pop((node_id, pid)), at, node_id))
+        most = 0
+        for begin, _end, _item in spans:
+            running = {item for b, e, item in spans if b <= begin <= e}
+            most = max(most, len(running))
+        return most
 
 
 SHAPE_FIELDS = ("submitted", "runs_completed", "runs_failed", "runs_stuck", "runs_lost",
                 "child_runs", "child_runs_not_completed", "completions_recorded_twice",
                 "joins_fired_twice", "instances_not_done", "live_counter_off",
-                "batch_counter_off", "context_mismatches", "woke_early", "node_completions",
-                "instances_committed")
+                "batch_counter_off", "context_mismatches", "woke_early", "concurrency_exceeded",
+                "node_completions", "instances_committed", "most_items_at_once")
 
 
 def shape_summary(tally: Counter[str]) -> dict[str, int]:
@@ -825,7 +858,8 @@ def zero_violations(report: dict[str, Any]) -> bool:
         "runs_failed", "runs_stuck", "runs_lost", "joins_fired_twice",
         "completions_recorded_twice", "ran_without_completion", "started_without_completion",
         "instances_not_done", "live_counter_off", "batch_counter_off", "context_mismatches",
-        "bad_idempotency_keys", "woke_early", "child_runs_not_completed")) and \
+        "bad_idempotency_keys", "woke_early", "concurrency_exceeded",
+        "child_runs_not_completed")) and \
         report["runs_completed"] == report["runs_submitted"]
 
 

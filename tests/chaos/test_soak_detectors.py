@@ -1,7 +1,8 @@
 """The soak's checks are not vacuous: a short soak whose Redis state is tampered with before
 the checks (a second completion event for a join, a body that ran without a commit, a counter
 knocked off, a changed result, a run left running, a vanished run, a node that started before
-its sleep ended, a subflow's child run left running) must report each one."""
+its sleep ended, a subflow's child run left running, a batch running more items at once than
+its concurrency) must report each one."""
 
 from __future__ import annotations
 
@@ -61,7 +62,9 @@ async def test_the_soak_reports_every_kind_of_violation() -> None:
 async def tamper_new_shapes(soak: Soak, redis: Redis, client: FlowcraftClient) -> None:
     sleeps = sorted(r for r, (kind, _) in soak.runs.items() if kind == "sleep")
     parents = sorted(r for r, (kind, _) in soak.runs.items() if kind == "subflow_wait")
-    assert (len(sleeps), len(parents)) == (3, 3)
+    batches = sorted((r for r, (kind, _) in soak.runs.items() if kind == "batch_conc"),
+                     key=lambda r: soak.runs[r][1]["count"])
+    assert (len(sleeps), len(parents), len(batches)) == (3, 3, 3)
     # 1. B of a sleep run started half a second after A ended (its sleep is 1 s): a second
     # delivery of B's job, woken early by a reconcile, as issue 9 item 3 describes
     ends = [msgspec.json.decode(raw) for raw in await redis.lrange(soak.trace_key, 0, -1)]
@@ -70,11 +73,19 @@ async def tamper_new_shapes(soak: Soak, redis: Redis, client: FlowcraftClient) -
         [sleeps[0], "B", 0, f"{sleeps[0]}:B:0", "start", 1, 2, a_end + 0.5]))
     # 2. the child run of a completed parent left running
     await redis.hset(client.store.keys(f"{parents[0]}/sub#0").meta, "status", "running")
+    # 3. four items of a batch with concurrency 3 ran at the same time (in four processes)
+    run = batches[-1]
+    assert soak.runs[run][1]["count"] >= 4
+    for item in range(4):
+        for phase, at in (("start", 1e10 + item), ("end", 1e10 + 10)):
+            await redis.rpush(soak.trace_key, msgspec.json.encode(
+                [run, f"priced[{item}]", 0, f"{run}:priced[{item}]:0", phase, 100 + item, 2,
+                 at]))
 
 
-async def test_the_soak_reports_early_wakeups_and_unfinished_child_runs() -> None:
-    soak = Soak(Config(seconds=3, runs=6, workers=1, workers2=0, kill_every_ms=0, seed=6,
-                       kinds=("sleep", "subflow_wait")))
+async def test_the_soak_reports_early_wakeups_unfinished_child_runs_and_concurrency() -> None:
+    soak = Soak(Config(seconds=3, runs=9, workers=1, workers2=0, kill_every_ms=0, seed=6,
+                       kinds=("sleep", "subflow_wait", "batch_conc")))
     soak.cfg.kill_every_ms = 10**9
     soak.before_verify = tamper_new_shapes
     report: dict[str, Any] = await soak.run()
@@ -83,6 +94,8 @@ async def test_the_soak_reports_early_wakeups_and_unfinished_child_runs() -> Non
     assert report["sleep_min_slack_s"]["sleep"] < -0.4
     assert report["child_runs"] == 3 and report["child_runs_not_completed"] == 1
     assert report["by_shape"]["subflow_wait"]["child_runs_not_completed"] == 1
-    assert report["runs_completed"] == report["runs_submitted"] == 6
+    assert report["concurrency_exceeded"] == 1
+    assert report["by_shape"]["batch_conc"]["most_items_at_once"] == 4
+    assert report["runs_completed"] == report["runs_submitted"] == 9
     assert report["context_mismatches"] == 0 and report["runs_stuck"] == 0
     assert not zero_violations(report)

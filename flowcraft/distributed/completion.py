@@ -164,18 +164,20 @@ class Completer:
     def blueprint_ids(self) -> list[str]:
         return list(self._graphs)
 
-    async def dispatch(self, run_id: str, spec: GraphSpec, refs: Sequence[JobRef]) -> None:
-        """Hand jobs the store decided on to the queue, then clear them from the outbox."""
-        if not refs:
+    async def dispatch(self, run_id: str, spec: GraphSpec, refs: Sequence[JobRef],
+                       queued: Sequence[JobRef] = ()) -> None:
+        """Hand jobs the store decided on to the queue, then clear them from the outbox
+        (`queued`: jobs the store enqueued itself, only announced)."""
+        if not refs and not (queued and self._job_events):
             return
-        jobs = [QueuedJob(self.payload_for(run_id, spec, ref), ref.defer_until_ms or None)
-                for ref in refs]
-        await self.queue.enqueue(jobs)
+        payloads = [self.payload_for(run_id, spec, ref) for ref in refs]
+        if refs:
+            await self.queue.enqueue([QueuedJob(p, ref.defer_until_ms or None)
+                                      for p, ref in zip(payloads, refs, strict=True)])
         events: list[Event] = []
         if self._job_events:
             record = self.recorder(events)
-            for job in jobs:
-                p = job.payload
+            for p in payloads + [self.payload_for(run_id, spec, ref) for ref in queued]:
                 await record(JobEnqueued(run_id=run_id, blueprint_id=spec.blueprint_id,
                                          node_id=p.node_id, iteration=p.iteration,
                                          job_id=p.job_id))
@@ -197,7 +199,7 @@ class Completer:
             if result is not None:
                 await self._emit(WorkflowFinish(run_id=run_id, blueprint_id=result.blueprint_id,
                                                 status=result.status, errors=result.errors))
-        if outcome.finished or outcome.status == "awaiting":
+        if (outcome.finished or outcome.status == "awaiting") and outcome.child is not False:
             await self.notify_parent(run_id)
 
     async def notify_parent(self, child_id: str) -> None:
@@ -331,7 +333,7 @@ class Completer:
             await self.dispatch(ref.run_id, spec, outcome.jobs)
             return outcome
         self.after_commit(node)
-        await self.dispatch(ref.run_id, spec, outcome.jobs)
+        await self.dispatch(ref.run_id, spec, outcome.jobs, outcome.queued)
         await self.ended(ref.run_id, outcome)
         return outcome
 

@@ -79,17 +79,17 @@ class Control(Completer):
                         parent_it=str(parent[2]))
         events = self.stream([WorkflowStart(run_id=run_id, blueprint_id=graph.id,
                                             context={k: _decode(v) for k, v in data.items()})])
-        outcome = await self.store.start_run(run_id, spec, data, meta, events)
-        if not outcome.created:
-            existing = await self.store.blueprint_of(run_id)
-            if existing != graph.id:
-                raise FlowcraftError(f"run {run_id!r} already exists for blueprint "
-                                     f"{existing!r}, not {graph.id!r}")
         # tracing hook: middleware with `start_run` give the start jobs their trace context
         started = start_carrier(self.middleware, run_id, graph.id)
         token = CURRENT_JOB.set(started) if started is not None else None
         try:
-            await self.dispatch(run_id, spec, outcome.jobs)
+            outcome = await self.store.start_run(run_id, spec, data, meta, events)
+            if not outcome.created:
+                existing = await self.store.blueprint_of(run_id)
+                if existing != graph.id:
+                    raise FlowcraftError(f"run {run_id!r} already exists for blueprint "
+                                         f"{existing!r}, not {graph.id!r}")
+            await self.dispatch(run_id, spec, outcome.jobs, outcome.queued)
         finally:
             if token is not None:
                 CURRENT_JOB.reset(token)

@@ -140,6 +140,9 @@ class MemoryStore:
         elif rec.state == "S":
             return ClaimOutcome(False, Refusal.PARKED, status=status)
         elif rec.state not in ("F", "G"):
+            orphans = run.refire_orphans(token)
+            if orphans is None:
+                return ClaimOutcome(False, Refusal.LEASED, status=status)
             return ClaimOutcome(False, Refusal.DONE, status=status,
                                 jobs=list(run.outbox.values()))
         now = now_ms()
@@ -177,8 +180,10 @@ class MemoryStore:
             run.route(ref, request.resolutions, fired, request.defer_ms,
                         request.timestamp if request.skip_events else None)
         run.live += len(fired) - 1
+        claimed = run.claim_fired(fired, request)
         finished = self._maybe_finish(run, spec, request.timestamp)
-        return CommitOutcome(True, jobs=fired, status=run.meta["status"], finished=finished)
+        return CommitOutcome(True, jobs=fired, status=run.meta["status"], finished=finished,
+                             claimed=claimed)
 
     async def fail(self, ref: InstanceRef, spec: GraphSpec,
                    request: FailRequest) -> CommitOutcome:

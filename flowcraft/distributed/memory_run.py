@@ -13,7 +13,16 @@ from datetime import datetime
 
 import msgspec
 
-from flowcraft.distributed.protocols import InstanceRef, JobRef, Refusal, Resolution, inst_key
+from flowcraft.distributed.protocols import (
+    CommitRequest,
+    InstanceRef,
+    JobRef,
+    Refusal,
+    Resolution,
+    fused_token,
+    inst_key,
+    orphan_prefix,
+)
 from flowcraft.events import NodeSkipped, encode_event
 from flowcraft.result import WorkflowResult
 from flowcraft.runtime.book import Book
@@ -122,6 +131,49 @@ class StoredRun:
         ref = JobRef(node_index, iteration, 0, defer)
         self.outbox[ref.key] = ref
         fired.append(ref)
+
+    def claim_fired(self, fired: list[JobRef],
+                    request: CommitRequest) -> list[tuple[JobRef, bytes]]:
+        """Fusion: lease up to `request.fuse` of the jobs just fired that are due now to the
+        committer, who runs them at once; they leave `fired` and the outbox."""
+        claimed: list[tuple[JobRef, bytes]] = []
+        for ref in list(fired):
+            if len(claimed) >= request.fuse:
+                break
+            if ref.defer_until_ms:
+                continue
+            key = inst_key(ref.node_index, ref.iteration)
+            token = fused_token(request.fuse_token, len(claimed))
+            self.leases[key] = (token, now_ms() + request.lease_ms)
+            del self.outbox[ref.key]
+            fired.remove(ref)
+            claimed.append((ref, self.inst[key].input))
+        return claimed
+
+    def refire_orphans(self, token: str) -> list[JobRef] | None:
+        """A queue job delivered again (its `token` names the delivery): re-fire, with a new
+        epoch and into the outbox, the instances an earlier delivery claimed and left behind
+        once their lease ended; None while some are still leased (lua/lib.lua
+        `orphans_of`)."""
+        mine = orphan_prefix(token)
+        if mine is None:
+            return []
+        now, jobs = now_ms(), []
+        for key, (held, until) in list(self.leases.items()):
+            rec = self.inst.get(key)
+            if not held.startswith(mine) or rec is None or rec.state not in ("F", "G"):
+                continue
+            if until > now:
+                return None
+            del self.leases[key]
+            rec.epoch += 1
+            rec.fired = now
+            node, _, rest = key.partition("#")
+            iteration, _, item = rest.partition("/")
+            job = JobRef(int(node), int(iteration), rec.epoch, 0, int(item) if item else -1)
+            self.outbox[job.key] = job
+            jobs.append(job)
+        return jobs
 
     def release_item(self, ref: InstanceRef, index: int) -> JobRef:
         """Item `index` of batch `ref` may run now."""

@@ -16,6 +16,7 @@ in Python by the worker and passed to `commit` as data (`Resolution`s).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
@@ -107,6 +108,26 @@ class JobRef(msgspec.Struct, frozen=True, array_like=True):
         return f"{inst_key(self.node_index, self.iteration, self.item)}#{self.epoch}"
 
 
+def fused_token(prefix: str, k: int) -> str:
+    """The lease token of the k-th successor a commit claimed for its caller."""
+    return f"{prefix}.{k}"
+
+
+def delivery_token(job_id: str, nonce: str) -> str:
+    """The lease token of one delivery of a queue job: `<hex of the job id>~<nonce>`. Every
+    successor that delivery runs on (fusion) gets a token starting the same way, so a later
+    delivery of the same job can tell them apart (`orphan_prefix`) and re-drive them."""
+    return f"{hashlib.sha1(job_id.encode()).hexdigest()[:16]}~{nonce}"
+
+
+def orphan_prefix(token: str) -> str | None:
+    """The prefix shared by the tokens of one queue job's deliveries (see `delivery_token`)."""
+    head, sep, _ = token.partition("~")
+    if not sep or not head or any(c not in "0123456789abcdef" for c in head):
+        return None
+    return head + sep
+
+
 def inst_key(node_index: int, iteration: int, item: int = -1) -> str:
     """How stores name an instance: `n#it`, and `n#it/k` for item k of a batch instance."""
     if item < 0:
@@ -139,7 +160,10 @@ class CommitRequest(msgspec.Struct, frozen=True, kw_only=True):
     (the instance waits for `resume`) and `defer_ms` delays the successors (durable sleep).
     For an item of a batch, `item_output` is the item's output and `lease_ms` the lease
     the committer takes on the batch instance when this was the last item. `park` (resume of
-    a subflow node only) puts the instance back to waiting for its child run.
+    a subflow node only) puts the instance back to waiting for its child run. `fuse` asks the
+    store to claim up to that many of the successors it fires that are due now for the
+    committer to run at once (local continuation), with leases of `lease_ms` and the tokens
+    `fuse_token.<k>` (see `fused_token`).
     """
 
     token: str = ""
@@ -154,6 +178,8 @@ class CommitRequest(msgspec.Struct, frozen=True, kw_only=True):
     lease_ms: int = 0
     park: bool = False
     skip_events: bool = False
+    fuse: int = 0
+    fuse_token: str = ""
 
 
 class FailRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -194,7 +220,10 @@ class CommitOutcome(msgspec.Struct, frozen=True):
     `gathered` (item commits only): this was the batch's last item; the outputs of all items
     in order (a JSON list), and the caller now holds the lease on the batch instance.
     `handed_over` (cancel only): the instances that were parked or awaiting when the run was
-    cancelled, in order; the subflow nodes among them have child runs to cancel too."""
+    cancelled, in order; the subflow nodes among them have child runs to cancel too;
+    `claimed`: successors claimed for the caller (`CommitRequest.fuse`) with their inputs;
+    `queued`: successors the store already put in the queue itself (nothing to dispatch);
+    `child`: whether the run has a parent run (None: the store did not say)."""
 
     ok: bool
     reason: Refusal | None = None
@@ -203,15 +232,20 @@ class CommitOutcome(msgspec.Struct, frozen=True):
     finished: bool = False
     gathered: bytes | None = None
     handed_over: list[InstanceRef] = msgspec.field(default_factory=list)
+    claimed: list[tuple[JobRef, bytes]] = msgspec.field(default_factory=list)
+    queued: list[JobRef] = msgspec.field(default_factory=list)
+    child: bool | None = None
 
 
 class StartOutcome(msgspec.Struct, frozen=True):
     """`created` is False when the run id already existed (start is idempotent); `jobs` are
-    the start jobs (or, for an existing run, its undelivered ones) to put in the queue."""
+    the start jobs (or, for an existing run, its undelivered ones) to put in the queue;
+    `queued` those the store put in the queue itself."""
 
     created: bool
     jobs: list[JobRef] = msgspec.field(default_factory=list)
     status: str = ""
+    queued: list[JobRef] = msgspec.field(default_factory=list)
 
 
 class ReconcileOutcome(msgspec.Struct, frozen=True):
@@ -322,6 +356,9 @@ __all__ = [
     "ORPHAN_AFTER_MS",
     "TERMINAL",
     "inst_key",
+    "delivery_token",
+    "fused_token",
+    "orphan_prefix",
     "ClaimOutcome",
     "CommitOutcome",
     "CommitRequest",

@@ -2,10 +2,15 @@
 
 For one `JobPayload` a worker claims the instance (a lease with a fencing token), runs the node
 through the core `Executor` (middleware, attempts, timeouts, fallback) or its built-in
-construct (with `JobHost` as the construct's host) over a buffered context, and completes it
+construct (with `Job` as the construct's host) over a buffered context, and completes it
 through the control side (route, commit, dispatch the successors). A crash anywhere leaves either
 an uncommitted instance (the job is delivered again) or an outbox entry (re-driven by the
 redelivered job or by `reconcile`).
+
+Local continuation ("fusion"): a commit may claim some of the successors it fires, with leases
+exactly like a queue claim, and the worker runs them at once within the same queue job, under a
+budget of nodes and time (`Fusion`), instead of a queue round trip per node. A crash leaves them
+fired and leased; once the lease ends, `reconcile` re-drives them like any lost job.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import os
 import secrets
 import signal
+import time
 from collections.abc import Collection, Mapping
 from contextvars import ContextVar
 from enum import StrEnum
@@ -36,7 +42,11 @@ from flowcraft.distributed.protocols import (
     InstanceRef,
     JobPayload,
     JobQueue,
+    JobRef,
+    QueuedJob,
     Refusal,
+    delivery_token,
+    fused_token,
 )
 from flowcraft.errors import (
     BlueprintError,
@@ -86,12 +96,72 @@ class VersionMismatch(Exception):
         self.defer_s = defer_s
 
 
+class Fusion:
+    """The local-continuation budget of one queue job: the successors its commits claim run
+    here, next to the job's own node, until `nodes` of them ran or `seconds` passed (so one run
+    cannot hog a worker); then the commits leave every successor to the queue. At most
+    `width` are claimed per commit (a wide fan-out still spreads over the workers)."""
+
+    def __init__(self, worker: JobWorker, nodes: int, seconds: float, width: int) -> None:
+        self.worker = worker
+        self.left = nodes
+        self.deadline = time.monotonic() + seconds
+        self.width = width
+        self.unfinished: dict[str, JobPayload] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def run_job(self, payload: JobPayload) -> JobOutcome | Refusal:
+        """Run the job's own node, then wait for the successors it ran on."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                outcome = await self.worker._traced(payload, self, None)
+        except BaseExceptionGroup as group:  # the job's own error (fused ones are logged)
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+        return outcome
+
+    def wanted(self) -> int:
+        """How many successors the next commit may claim."""
+        if self.left <= 0 or time.monotonic() >= self.deadline:
+            return 0
+        return min(self.left, self.width)
+
+    def start(self, parent: JobPayload, spec: GraphSpec, token: str,
+              claimed: list[tuple[JobRef, bytes]]) -> None:
+        """Start the claimed successors of a commit made with `token`."""
+        assert self._tg is not None
+        self.left -= len(claimed)
+        for k, (ref, raw_input) in enumerate(claimed):
+            payload = self.worker.payload_for(parent.run_id, spec, ref)
+            self.unfinished[payload.job_id] = payload
+            self._tg.start_soon(self._run, payload, fused_token(token, k), raw_input)
+
+    async def _run(self, payload: JobPayload, token: str, raw_input: bytes) -> None:
+        try:
+            await self.worker._traced(payload, self, (token, raw_input))
+        except Exception:  # one fused node's bug must not cancel its siblings
+            log.exception("run %s: fused job %s failed", payload.run_id, payload.job_id)
+        self.unfinished.pop(payload.job_id, None)
+
+    async def requeue_unfinished(self) -> None:
+        """The job ran out of time: the successors still running gave their instances up
+        (released); queue each as a job of its own rather than fail it for the time its
+        predecessors took."""
+        with anyio.CancelScope(shield=True):
+            if self.unfinished:
+                await self.worker.queue.enqueue([QueuedJob(p) for p in self.unfinished.values()])
+            self.unfinished.clear()
+
+
 class Job:
     """One claimed job: what its node sees and writes, and the `Host` of its construct."""
 
     def __init__(self, worker: JobWorker, payload: JobPayload, graph: Graph,
-                 node: CompiledNode, token: str) -> None:
+                 node: CompiledNode, token: str, fusion: Fusion | None = None) -> None:
         self.worker = worker
+        self.fusion = fusion
         self.payload = payload
         self.graph = graph
         self.spec = graph_spec(graph)
@@ -173,11 +243,19 @@ class JobWorker(Control):
 
     def __init__(self, store: CoordinationStore, queue: JobQueue, flows: Flows = (), *,
                  dependencies: Mapping[str, Any] | None = None, version_grace_s: float = 60.0,
-                 job_timeout_s: float | None = None, **options: Any) -> None:
+                 job_timeout_s: float | None = None, fuse_nodes: int = 64,
+                 fuse_seconds: float = 2.0, fuse_width: int = 4, **options: Any) -> None:
         """`options` are the control side's (`Completer`): registry, middleware, event_bus,
         evaluator, lease_ms, stream_events. `job_timeout_s` is the queue's own limit per job
-        (arq's `job_timeout`): a job still running shortly before it fails its instance."""
+        (arq's `job_timeout`): a job still running shortly before it fails its instance.
+        `fuse_nodes` successors at most (0: none), for `fuse_seconds` at most, `fuse_width`
+        per commit, run on in the job that fired them (see `Fusion`)."""
         super().__init__(store, queue, flows, **options)
+        if fuse_nodes < 0 or fuse_width < 1 or fuse_seconds < 0:
+            raise FlowcraftError(f"fusion needs fuse_nodes >= 0, fuse_width >= 1 and "
+                                 f"fuse_seconds >= 0 (got {fuse_nodes!r}, {fuse_width!r}, "
+                                 f"{fuse_seconds!r})")
+        self.fuse_nodes, self.fuse_seconds, self.fuse_width = fuse_nodes, fuse_seconds, fuse_width
         self.dependencies: Mapping[str, Any] = dependencies or {}
         self.version_grace_s = version_grace_s
         self.job_timeout_s = job_timeout_s
@@ -185,19 +263,39 @@ class JobWorker(Control):
 
     async def handle(self, payload: JobPayload, *, job_try: int = 1,
                      max_tries: int = 0) -> JobOutcome | Refusal:
-        """Run one node job. Returns what happened to it, or why the store refused it.
+        """Run one node job, and the successors it runs on (fusion). Returns what happened to
+        the job's own node, or why the store refused it.
 
         `job_try` / `max_tries`: which try of its job this is and how many the queue allows
-        (0: no limit); they pace the version grace period (`version_retry_s`)."""
-        token = CURRENT_JOB.set(self._job_trace(payload))  # tracing hook (jobtrace.py)
+        (0: no limit); they pace the version grace period (`version_retry_s`). The job and its
+        fused successors must end before `_deadline_s`: a successor still running then is
+        given up and queued as a job of its own, the job's own node fails."""
         tries = _JOB_TRY.set((job_try, max_tries))
         try:
+            outcome: JobOutcome | Refusal | None = None
             with anyio.move_on_after(self._deadline_s()) as deadline:
-                outcome = await self._handle(payload)
+                if not self.fuse_nodes:
+                    outcome = await self._traced(payload, None, None)
+                else:
+                    fusion = Fusion(self, self.fuse_nodes, self.fuse_seconds, self.fuse_width)
+                    outcome = await fusion.run_job(payload)
             if deadline.cancelled_caught:
-                outcome = await self._past_deadline(payload)
+                if self.fuse_nodes:
+                    await fusion.requeue_unfinished()
+                if outcome is None:
+                    outcome = await self._past_deadline(payload)
         finally:
             _JOB_TRY.reset(tries)
+        assert outcome is not None
+        return outcome
+
+    async def _traced(self, payload: JobPayload, fusion: Fusion | None,
+                      claimed: tuple[str, bytes] | None) -> JobOutcome | Refusal:
+        """One node of the job (its own or a fused one), traced, with its job event."""
+        token = CURRENT_JOB.set(self._job_trace(payload))  # tracing hook (jobtrace.py)
+        try:
+            outcome = await self._handle(payload, fusion, claimed)
+        finally:
             CURRENT_JOB.reset(token)
         if self._job_events:
             event: Event
@@ -222,7 +320,10 @@ class JobWorker(Control):
                         getattr(self.queue, "system", "flowcraft"),
                         tuple(e.source.id for e in node.in_edges) if node is not None else ())
 
-    async def _handle(self, payload: JobPayload) -> JobOutcome | Refusal:
+    async def _handle(self, payload: JobPayload, fusion: Fusion | None,
+                      claimed: tuple[str, bytes] | None) -> JobOutcome | Refusal:
+        """Claim the job's instance (unless a commit `claimed` it for us: token, input), run
+        it, complete it."""
         graph = self.graph(payload.blueprint_id)
         spec = graph_spec(graph)
         node = graph.by_id.get(payload.node_id)
@@ -235,24 +336,29 @@ class JobWorker(Control):
         if (payload.version or None) != spec.version:
             return await self._version_mismatch(payload, spec, node)
         run_id = payload.run_id
-        token = secrets.token_hex(8)
-        job = Job(self, payload, graph, node, token)
-        claim = await self.store.claim(job.ref, token, self.lease_ms)
-        if claim.reason is not None:
-            log.debug("run %s: job %s not run (%s)", run_id, payload.job_id, claim.reason)
-            await self.dispatch(run_id, spec, claim.jobs)
-            return claim.reason
-        if claim.gathered:
-            return await self._complete_batch(job, claim.input)
+        if claimed is not None:
+            token, raw_input = claimed
+            job = Job(self, payload, graph, node, token, fusion)
+        else:
+            token = delivery_token(payload.job_id, secrets.token_hex(8))
+            job = Job(self, payload, graph, node, token, fusion)
+            claim = await self.store.claim(job.ref, token, self.lease_ms)
+            if claim.reason is not None:
+                log.debug("run %s: job %s not run (%s)", run_id, payload.job_id, claim.reason)
+                await self.dispatch(run_id, spec, claim.jobs)
+                return claim.reason
+            if claim.gathered:
+                return await self._complete_batch(job, claim.input)
+            raw_input = claim.input
         outcome: JobOutcome | bytes = JobOutcome.CANCELLED
         try:
             with anyio.CancelScope() as scope:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._heartbeat, job, scope)
                     if payload.item >= 0:
-                        outcome = await self._run_item(job, claim.input)
+                        outcome = await self._run_item(job, raw_input)
                     else:
-                        outcome = await self._run_node(job, claim.input)
+                        outcome = await self._run_node(job, raw_input)
                     tg.cancel_scope.cancel()
         finally:
             if outcome == JobOutcome.CANCELLED:
@@ -413,7 +519,14 @@ class JobWorker(Control):
 
     async def _commit(self, job: Job, request: CommitRequest) -> JobOutcome:
         job.settling = True
+        fusion = job.fusion
+        wanted = fusion.wanted() if fusion is not None else 0
+        if wanted:
+            request = msgspec.structs.replace(request, fuse=wanted, fuse_token=job.token,
+                                              lease_ms=self.lease_ms)
         outcome = await self.commit(job.ref, job.spec, job.node, request)
+        if outcome.claimed and fusion is not None:
+            fusion.start(job.payload, job.spec, job.token, outcome.claimed)
         return JobOutcome.COMMITTED if outcome.ok else JobOutcome.REJECTED
 
     def after_commit(self, node: CompiledNode) -> None:
@@ -476,4 +589,4 @@ class JobWorker(Control):
         return await self._complete(job, result)
 
 
-__all__ = ["Job", "JobOutcome", "JobWorker", "VersionMismatch"]
+__all__ = ["Fusion", "Job", "JobOutcome", "JobWorker", "VersionMismatch"]

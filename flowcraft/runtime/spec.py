@@ -2,12 +2,14 @@
 
 Stores only need the shape of the graph: for every node its flags (`any` join, fallback-only,
 loop controller) and its incoming (forward / back) and outgoing edge indexes; for every edge its
-source, target and kind. The JSON form is what the Redis scripts decode (once per call, it is a
-few hundred bytes), so it is computed once per graph and cached.
+source, target and kind. Stores that run scripts keep it as one record per node and per edge
+(`records`, stored once per graph shape under its `digest`), and each call sends the few records
+it will touch (`seeds`), so the cost of a call does not grow with the size of the graph.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import msgspec
@@ -38,10 +40,10 @@ class _Wire(msgspec.Struct, frozen=True):
 
 
 class GraphSpec:
-    """Shape of one graph, plus its JSON form for stores that run scripts."""
+    """Shape of one graph, plus its record form for stores that run scripts."""
 
-    __slots__ = ("__weakref__", "blueprint_id", "edges", "index", "json", "node_ids", "nodes",
-                 "start", "version")
+    __slots__ = ("__weakref__", "_seeds", "blueprint_id", "digest", "edges", "index", "json",
+                 "node_ids", "nodes", "start", "version")
 
     def __init__(self, graph: Graph) -> None:
         self.blueprint_id = graph.id
@@ -60,6 +62,47 @@ class GraphSpec:
         self.node_ids: Sequence[str] = tuple(n.id for n in self.nodes)
         self.index: dict[str, int] = {n.id: i for i, n in enumerate(self.nodes)}
         self.json: bytes = msgspec.json.encode(_Wire(self.nodes, self.edges, self.start))
+        self.digest: str = hashlib.sha1(self.json).hexdigest()[:20]
+        self._seeds: dict[int, list[str]] = {}
+
+    def records(self) -> dict[str, bytes]:
+        """Every record, by field: `n<i>` a node (`NodeSpec`), `e<j>` an edge (source,
+        target, kind, source id)."""
+        out = {f"n{i}": msgspec.json.encode(n) for i, n in enumerate(self.nodes)}
+        out.update((f"e{j}", self._edge_record(j)) for j in range(len(self.edges)))
+        return out
+
+    def _edge_record(self, j: int) -> bytes:
+        e = self.edges[j]
+        return msgspec.json.encode((e.source, e.target, e.kind, self.node_ids[e.source]))
+
+    def start_seeds(self) -> list[str]:
+        """`field, record, ...` of the start nodes."""
+        seeds = []
+        for i in self.start:
+            seeds += [f"n{i}", msgspec.json.encode(self.nodes[i]).decode()]
+        return seeds
+
+    def seeds(self, node: int) -> list[str]:
+        """`field, record, ...` of what routing the edges of `node` reads unless it skips
+        nodes: the edges, their targets and the targets' incoming edges (cached)."""
+        seeds = self._seeds.get(node)
+        if seeds is None:
+            edges: dict[int, None] = {}
+            targets: dict[int, None] = {}
+            for j in self.nodes[node].out:
+                edges[j] = None
+                target = self.edges[j].target
+                targets[target] = None
+                edges.update(dict.fromkeys(self.nodes[target].forward_in))
+                edges.update(dict.fromkeys(self.nodes[target].back_in))
+            seeds = []
+            for j in edges:
+                seeds += [f"e{j}", self._edge_record(j).decode()]
+            for i in targets:
+                seeds += [f"n{i}", msgspec.json.encode(self.nodes[i]).decode()]
+            self._seeds[node] = seeds
+        return seeds
 
 
 graph_spec = per_graph(GraphSpec)

@@ -65,6 +65,7 @@ class Step:
     park: bool = False
     concurrency: int = 0
     stalled_ms: int = 0
+    fuse: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,9 +127,12 @@ def _outcome(out: ClaimOutcome | CommitOutcome | StartOutcome | ReconcileOutcome
     if isinstance(out, ReconcileOutcome):
         return Answer(True, "", _jobs(out.jobs), out.status, out.finished,
                       extra={"refired": out.refired, "blueprint_id": out.blueprint_id})
+    claimed = [((j.node_index, j.iteration, j.item, j.epoch), _json(raw))
+               for j, raw in out.claimed]
     return Answer(out.ok, _reason(out.reason), _jobs(out.jobs), out.status, out.finished,
                   extra={"gathered": _json(out.gathered),
-                         "handed_over": [ref.key for ref in out.handed_over]})
+                         "handed_over": [ref.key for ref in out.handed_over],
+                         "claimed": claimed})
 
 
 def _reason(reason: Refusal | str | None) -> str:
@@ -172,7 +176,8 @@ class StoreDriver:
             token=step.token, node_id=step.await_id or "", writes=step.writes,
             resolutions=[Resolution(*r) for r in step.resolutions], timestamp=TS,
             await_details=b"{}" if step.await_id is not None else None,
-            defer_ms=step.defer_ms, item_output=step.output, lease_ms=LEASE_MS, park=step.park)
+            defer_ms=step.defer_ms, item_output=step.output, lease_ms=LEASE_MS, park=step.park,
+            fuse=step.fuse, fuse_token=step.token)
 
     async def _commit(self, step: Step) -> Answer:
         return _outcome(await self.store.commit(self._ref(step), self.spec, self._request(step)))

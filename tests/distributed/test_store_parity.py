@@ -51,7 +51,7 @@ from flowcraft.blueprint import (
     WorkflowBlueprint,
     load_blueprint,
 )
-from flowcraft.distributed.protocols import TERMINAL
+from flowcraft.distributed.protocols import TERMINAL, fused_token
 from flowcraft.result import WorkflowError
 from flowcraft.runtime.graph import BACK, EXIT, Graph
 
@@ -251,7 +251,8 @@ class Harness:
                             await_id=self.graph.nodes[node].id)
             return Step("commit", inst=inst, token=token, writes=data.draw(writes),
                         resolutions=self.resolutions(data, node),
-                        defer_ms=data.draw(st.sampled_from([0, 0, 0, 50_000])))
+                        defer_ms=data.draw(st.sampled_from([0, 0, 0, 50_000])),
+                        fuse=data.draw(st.integers(0, 2), label="fuse"))
         if kind == "fail":
             compiled = self.graph.nodes[node]
             pills = tuple((e.target.index, "cancel" if e.target.join_any else "poison")
@@ -314,6 +315,8 @@ class Harness:
                 self.spent.append((step.inst, step.token))
             if answer.extra.get("gathered") is not None:
                 self.held[(step.inst[0], step.inst[1], -1)] = step.token
+            for k, ((node, iteration, item, _), _) in enumerate(answer.extra.get("claimed", ())):
+                self.held[(node, iteration, item)] = fused_token(step.token, k)
 
 
 _contexts = st.dictionaries(st.sampled_from(KEYS), values, max_size=2).map(

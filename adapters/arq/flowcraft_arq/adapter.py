@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import msgspec
 from arq.connections import ArqRedis, RedisSettings
+from arq.constants import job_key_prefix
 from arq.worker import Function, Retry, func
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
@@ -33,7 +34,7 @@ from flowcraft.distributed.protocols import JobPayload, QueuedJob, Refusal
 from flowcraft.runtime.routing import ExpressionEvaluator
 from flowcraft_arq import catalog, reconciler
 from flowcraft_arq.keys import DEFAULT_PREFIX, check_prefix, queue_of
-from flowcraft_arq.store import RedisRunStore
+from flowcraft_arq.store import RedisRunStore, ScriptQueue
 
 log = logging.getLogger("flowcraft.arq")
 
@@ -119,9 +120,12 @@ class ArqQueue:
 
 def on_redis(redis: ArqRedis, queue_name: str | None, prefix: str,
              result_ttl: float) -> tuple[ArqRedis, RedisRunStore, ArqQueue]:
-    """The store and queue the control and worker sides share on one connection pool."""
-    return redis, RedisRunStore(redis, prefix=prefix, result_ttl=result_ttl), ArqQueue(
-        redis, queue_of(prefix, queue_name))
+    """The store and queue the control and worker sides share on one connection pool; the
+    store's scripts enqueue the jobs they fire in the same queue themselves."""
+    queue = ArqQueue(redis, queue_of(prefix, queue_name))
+    store = RedisRunStore(redis, prefix=prefix, result_ttl=result_ttl, queue=ScriptQueue(
+        queue.queue_name, NODE_FUNCTION, job_key_prefix))
+    return redis, store, queue
 
 
 class ArqControl(Control):
@@ -204,6 +208,9 @@ def worker_settings(
     reconcile_every: float | None = reconciler.DEFAULT_RECONCILE_EVERY,
     reconcile_stalled_after: float | None = None,
     max_redrives: int = 5,
+    fuse_nodes: int = 64,
+    fuse_seconds: float = 2.0,
+    fuse_width: int = 4,
 ) -> type:
     """A WorkerSettings class for `arq module.WorkerSettings` or `arq.worker.Worker(**...)`.
 
@@ -218,6 +225,10 @@ def worker_settings(
     under a Redis lock (None: off, reconcile by hand). `reconcile_stalled_after` (s) is the
     pass's `stalled_after`; by default max(60 s, 2 * lease).
     An instance re-driven `max_redrives` times without completing fails its run.
+
+    Fusion: a job runs on up to `fuse_nodes` successors its commits fire (at most `fuse_width`
+    per commit, for at most `fuse_seconds`; `fuse_nodes=0` turns it off), each under its own
+    lease, instead of queueing every one.
     """
     flow_list = list(flows)
     queue_name = queue_of(check_prefix(prefix), queue_name)
@@ -231,6 +242,7 @@ def worker_settings(
         "event_bus": event_bus, "evaluator": evaluator, "lease_ms": lease_ms,
         "stream_events": stream_events, "version_grace_s": version_grace_s,
         "max_redrives": max_redrives, "job_timeout_s": job_timeout, "max_tries": max_tries,
+        "fuse_nodes": fuse_nodes, "fuse_seconds": fuse_seconds, "fuse_width": fuse_width,
     }
 
     async def startup(ctx: dict[str, Any]) -> None:

@@ -27,6 +27,17 @@ from flowcraft_arq.adapter import (
 from flowcraft_arq.keys import DEFAULT_PREFIX, check_prefix, queue_of
 
 WAIT_RECHECK_S = 5.0
+
+
+async def _next_message(pubsub: Any, within: float) -> bytes | None:
+    """The next message's data on a subscription, or None after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while (left := deadline - asyncio.get_running_loop().time()) > 0:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+        if message is not None:
+            data: bytes = message["data"]
+            return data
+    return None
 """How long `wait` trusts its subscription alone before re-reading the result."""
 
 log = logging.getLogger("flowcraft.arq.client")
@@ -127,13 +138,16 @@ class FlowcraftClient:
             async with asyncio.timeout(timeout):
                 await pubsub.subscribe(keys.channel)
                 while True:
-                    result = await self.store.result(run_id)
+                    status, result = await self.store.outcome(run_id)
                     if result is not None:
                         return result
-                    if await self.store.status(run_id) is None:
+                    if status is None:
                         raise RunNotFoundError(f"no run {run_id!r} (never started, or expired)")
-                    await pubsub.get_message(ignore_subscribe_messages=True,
-                                             timeout=WAIT_RECHECK_S)
+                    message = await _next_message(pubsub, WAIT_RECHECK_S)
+                    if message is not None:
+                        result = await self.store.announced(run_id, message)
+                        if result is not None:
+                            return result
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 

@@ -112,11 +112,18 @@ class MetaField:
         return f"{MetaField.OUTBOX}{job_key}"
 
 
+def graph_key(prefix: str, digest: str) -> str:
+    """Global hash: the records of one graph shape (`GraphSpec.records`), read by the scripts
+    that route; named by the shape's digest, so every blueprint version with that shape shares
+    it and another shape never overwrites it (no expiry: a run of it may live for days)."""
+    return f"{prefix}:graph:{digest}"
+
+
 def run_pattern(prefix: str) -> str:
     """A SCAN pattern matching every key of every run under `prefix`."""
     return f"{prefix}:*"
 
 
 __all__ = ["DEFAULT_PREFIX", "MetaField", "RunKeys", "active_key", "catalog_key", "check_prefix",
-           "queue_of",
+           "graph_key", "queue_of",
            "reconcile_lock_key", "run_pattern", "runs_index_key"]

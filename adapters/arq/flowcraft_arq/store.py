@@ -20,6 +20,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from flowcraft.distributed.jobtrace import outgoing_carrier
 from flowcraft.distributed.protocols import (
     ORPHAN_AFTER_MS,
     TERMINAL,
@@ -42,6 +43,7 @@ from flowcraft_arq.keys import (
     RunKeys,
     active_key,
     check_prefix,
+    graph_key,
     runs_index_key,
 )
 
@@ -52,6 +54,10 @@ SCRIPT_NAMES = ("start_run", "claim", "renew", "commit", "fail", "release", "can
                 "reconcile", "loop_count", "resume", "scatter", "park", "adopt")
 GLOBAL_SCRIPT_NAMES = ("rescore",)
 """Scripts on a global key, without the per-run prelude."""
+
+
+RUNS_INDEX_RECHECK_S = 2.0
+"""How long a store trusts its last look at whether a dashboard keeps the runs index."""
 
 
 def _read_script(name: str) -> str:
@@ -93,6 +99,29 @@ def _refs(raw: Sequence[Any]) -> list[JobRef]:
     return [_ref(r) for r in raw]
 
 
+def _handed_over(raw: Sequence[Any]) -> tuple[list[JobRef], list[JobRef],
+                                               list[tuple[JobRef, bytes]]]:
+    """A script's fired jobs (lua/lib.lua `handed_over`): to dispatch, already queued, and
+    claimed for the caller with their inputs."""
+    jobs: list[JobRef] = []
+    queued: list[JobRef] = []
+    claimed: list[tuple[JobRef, bytes]] = []
+    i = 0
+    while i < len(raw):
+        entry = raw[i]
+        tag = entry[:1]
+        if tag == b"c":
+            claimed.append((_ref(entry[1:]), bytes(raw[i + 1])))
+            i += 2
+            continue
+        if tag == b"q":
+            queued.append(_ref(entry[1:]))
+        else:
+            jobs.append(_ref(entry))
+        i += 1
+    return jobs, queued, claimed
+
+
 def _flat_writes(writes: Sequence[tuple[str, bytes | None]]) -> list[str | bool]:
     flat: list[str | bool] = []
     for key, value in writes:
@@ -116,6 +145,15 @@ def _progress_ms() -> float:
     return time.time() * 1000
 
 
+class ScriptQueue(msgspec.Struct, frozen=True):
+    """The arq queue the scripts enqueue node jobs in themselves: its sorted set, arq's job
+    key prefix and the job function's name."""
+
+    queue_name: str
+    function: str
+    job_key_prefix: str = "arq:job:"
+
+
 class RedisRunStore:
     """CoordinationStore on one Redis (or one Cluster slot per run).
 
@@ -124,9 +162,13 @@ class RedisRunStore:
     """
 
     def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX,
-                 result_ttl: float = 86_400.0, events_maxlen: int = 10_000) -> None:
+                 result_ttl: float = 86_400.0, events_maxlen: int = 10_000,
+                 queue: ScriptQueue | None = None) -> None:
         self.redis = redis
         self.prefix = check_prefix(prefix)
+        self.queue = queue
+        self._published: set[str] = set()
+        self._index_listed, self._index_checked_at = False, -RUNS_INDEX_RECHECK_S
         self.result_ttl_ms = int(result_ttl * 1000)
         self.events_maxlen = events_maxlen
         self.active = active_key(prefix)
@@ -142,13 +184,17 @@ class RedisRunStore:
             keys = self._keys[run_id] = RunKeys(self.prefix, run_id)
         return keys
 
-    async def _call(self, name: str, run_id: str, doc: Mapping[str, Any], *,
-                    register: bool = False) -> Any:
-        """Run script `name` on run `run_id`. `register`: in the same round trip, first put
-        the run in the active set as having progressed now (write-ahead: a client that dies
-        right after the script leaves the run where reconcile finds it)."""
+    async def _call(self, name: str, run_id: str, doc: Mapping[str, Any],
+                    graph: GraphSpec | None = None, *, register: bool = False) -> Any:
+        """Run script `name` on run `run_id` (with `graph`'s hash as its 6th key).
+        `register`: in the same round trip, first put the run in the active set as having
+        progressed now (write-ahead: a client that dies right after the script leaves the run
+        where reconcile finds it)."""
         keys = self.keys(run_id)
-        return await self._eval(name, keys.script_keys, [
+        script_keys = keys.script_keys
+        if graph is not None:
+            script_keys = (*script_keys, graph_key(self.prefix, graph.digest))
+        return await self._eval(name, script_keys, [
             run_id, keys.channel, self.result_ttl_ms, self.events_maxlen, _pack(doc)],
             register=run_id if register else None)
 
@@ -168,6 +214,34 @@ class RedisRunStore:
             await self.redis.script_load(script.source)
             return await evalsha(script.sha, len(keys), *keys, *args)
 
+    async def _routing(self, name: str, ref: InstanceRef, spec: GraphSpec,
+                       doc: dict[str, Any], *, register: bool = False) -> Any:
+        """Call a script that routes along the edges of `ref`'s node: it gets the graph
+        records it needs (`GraphSpec.seeds`) and reads any others from the graph's hash,
+        published here once per process, and again if it was lost."""
+        doc["gs"] = spec.seeds(ref.node)
+        if spec.digest not in self._published:
+            await self.publish_graph(spec)
+        out = await self._call(name, ref.run_id, doc, spec, register=register)
+        if out[1] == b"nograph":
+            await self.publish_graph(spec)
+            out = await self._call(name, ref.run_id, doc, spec, register=register)
+        return out
+
+    async def publish_graph(self, spec: GraphSpec) -> None:
+        """Store the records of `spec`'s shape (idempotent: a shape's records never change)."""
+        await self.redis.hset(graph_key(self.prefix, spec.digest),  # type: ignore[misc]
+                              mapping=spec.records())
+        self._published.add(spec.digest)
+
+    def _queue_doc(self, spec: GraphSpec) -> dict[str, Any] | None:
+        """What a script needs to enqueue jobs itself, or None when they go through the
+        outbox (no queue bound, or the jobs carry a trace context, which is per job)."""
+        if self.queue is None or outgoing_carrier():
+            return None
+        return {"k": self.queue.queue_name, "p": self.queue.job_key_prefix,
+                "f": self.queue.function, "v": spec.version or False, "bp": spec.blueprint_id}
+
     # -- reads ------------------------------------------------------------------------------
 
     async def status(self, run_id: str) -> str | None:
@@ -177,22 +251,46 @@ class RedisRunStore:
     async def result(self, run_id: str) -> WorkflowResult | None:
         """The run's result once it is terminal (and nothing runs any more) or awaiting,
         built from the stored facts; None while it runs."""
+        return (await self.outcome(run_id))[1]
+
+    async def announced(self, run_id: str, message: bytes) -> WorkflowResult | None:
+        """The result a run's channel `message` announced ("<status>|<blueprint id>" of a
+        run that ended, which no longer changes), or None (a pause: read `outcome`)."""
+        status, _, blueprint_id = _text(message).partition("|")
+        if status not in TERMINAL:
+            return None
         keys = self.keys(run_id)
+        errors: list[bytes] = []
+        if status == "completed":  # a completed run has no errors list
+            ctx = await self.redis.hgetall(keys.ctx)  # type: ignore[misc]
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(keys.ctx)
+                pipe.lrange(keys.errors, 0, -1)
+                ctx, errors = await pipe.execute()
+        return result_of(run_id, status, blueprint_id, {_text(k): v for k, v in ctx.items()},
+                         errors, [])
+
+    async def outcome(self, run_id: str) -> tuple[str | None, WorkflowResult | None]:
+        """The run's status (None: no such run) and its result (as `result`). Reads the
+        context and errors only once the run ended, so asking a running run is cheap."""
+        keys = self.keys(run_id)
+        status, blueprint_id, live = await self.redis.hmget(  # type: ignore[misc]
+            keys.meta, ["status", "blueprint_id", "live"])
+        if status is None:
+            return None, None
+        state = _text(status)
+        if state != "awaiting" and (state not in TERMINAL or int(live or 0) > 0):
+            return state, None
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.meta, ["status", "blueprint_id", "live"])
             pipe.hgetall(keys.ctx)
             pipe.lrange(keys.errors, 0, -1)
-            (status, blueprint_id, live), ctx, errors = await pipe.execute()
-        if status is None:
-            return None
-        state = _text(status)
+            ctx, errors = await pipe.execute()
         awaiting: list[str] = []
         if state == "awaiting":
             awaiting = sorted((await self.awaiting(run_id)).values())
-        elif state not in TERMINAL or int(live or 0) > 0:
-            return None
-        return result_of(run_id, state, _text(blueprint_id or b""),
-                         {_text(k): v for k, v in ctx.items()}, errors, awaiting)
+        return state, result_of(run_id, state, _text(blueprint_id or b""),
+                                {_text(k): v for k, v in ctx.items()}, errors, awaiting)
 
     async def decode_entry(self, run_id: str, fields: Mapping[bytes, bytes]) -> list[Event]:
         """The events of one stream entry, in order: encoded events ('e<n>') as they are,
@@ -247,20 +345,28 @@ class RedisRunStore:
         for key, raw in context.items():
             ctx_flat += [key, _text(raw)]
         now = _now_ms()
-        out = await self._call("start_run", run_id, {
+        doc: dict[str, Any] = {
             "meta": meta_flat, "ctx": ctx_flat, "start": list(spec.start),
-            "ev": [_text(e) for e in events], "now": now, "bp": spec.blueprint_id},
-            register=True)
+            "ev": [_text(e) for e in events], "now": now, "bp": spec.blueprint_id,
+            "gs": spec.start_seeds()}
+        if (queue := self._queue_doc(spec)) is not None:
+            doc["q"] = queue
+        out = await self._call("start_run", run_id, doc, spec, register=True)
         created, status = bool(out[0]), _text(out[1])
-        if created or status in TERMINAL:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                if status in TERMINAL:  # registered, but nothing is left to reconcile
-                    pipe.zrem(self.active, run_id)
-                pipe.exists(self.runs_index)
-                listed = (await pipe.execute())[-1]
-            if created and listed:  # a dashboard keeps a list of runs
-                await self.redis.zadd(self.runs_index, {run_id: now})
-        return StartOutcome(created, _refs(out[2:]), status)
+        if status in TERMINAL:  # registered, but nothing is left to reconcile
+            await self.redis.zrem(self.active, run_id)
+        if created and await self._runs_listed():  # a dashboard keeps a list of runs
+            await self.redis.zadd(self.runs_index, {run_id: now})
+        jobs, queued, _ = _handed_over(out[2:])
+        return StartOutcome(created, jobs, status, queued)
+
+    async def _runs_listed(self) -> bool:
+        """Whether the runs index exists (asked at most every RUNS_INDEX_RECHECK_S)."""
+        now = time.monotonic()
+        if now >= self._index_checked_at + RUNS_INDEX_RECHECK_S:
+            self._index_listed = bool(await self.redis.exists(self.runs_index))
+            self._index_checked_at = now
+        return self._index_listed
 
     async def claim(self, ref: InstanceRef, token: str, lease_ms: int, *,
                     adopt: bool = False) -> ClaimOutcome:
@@ -277,19 +383,23 @@ class RedisRunStore:
         return None if out is None else _text(out)
 
     async def _finished(self, run_id: str, out: Sequence[Any]) -> CommitOutcome:
-        ok, status, finished = bool(out[0]), _text(out[2]), bool(out[3])
+        flags = int(out[3])
+        ok, status, finished = bool(out[0]), _text(out[2]), bool(flags & 1)
+        child = True if flags & 2 else False if flags & 4 else None
         reason = Refusal(_text(out[1])) if out[1] else None
         if finished:
             await self.redis.zrem(self.active, run_id)
         rest = out[4:]
         if rest and rest[0][:1] == b"G":
             return CommitOutcome(ok, reason, [], status, finished, gathered=bytes(rest[0][1:]))
-        return CommitOutcome(ok, reason, _refs(rest), status, finished)
+        jobs, queued, claimed = _handed_over(rest)
+        return CommitOutcome(ok, reason, jobs, status, finished, claimed=claimed,
+                             queued=queued, child=child)
 
     async def commit(self, ref: InstanceRef, spec: GraphSpec,
                      request: CommitRequest) -> CommitOutcome:
-        doc = {
-            **_at(ref), "g": _text(spec.json), "tok": request.token,
+        doc: dict[str, Any] = {
+            **_at(ref), "tok": request.token,
             "w": _flat_writes(request.writes),
             "r": [[r.edge, r.taken, _text(r.value)] for r in request.resolutions],
             "ev": [_text(e) for e in request.events], "ts": request.timestamp,
@@ -298,7 +408,11 @@ class RedisRunStore:
             "out": _text(request.item_output), "lease": request.lease_ms,
             "sk": request.skip_events,
         }
-        return await self._finished(ref.run_id, await self._call("commit", ref.run_id, doc))
+        if request.fuse > 0:
+            doc["fz"], doc["ftok"] = request.fuse, request.fuse_token
+        if (queue := self._queue_doc(spec)) is not None:
+            doc["q"] = queue
+        return await self._finished(ref.run_id, await self._routing("commit", ref, spec, doc))
 
     async def fail(self, ref: InstanceRef, spec: GraphSpec,
                    request: FailRequest) -> CommitOutcome:
@@ -344,15 +458,15 @@ class RedisRunStore:
 
     async def resume(self, ref: InstanceRef, spec: GraphSpec,
                      request: CommitRequest) -> CommitOutcome:
-        doc = {
-            **_at(ref), "g": _text(spec.json), "w": _flat_writes(request.writes),
+        doc: dict[str, Any] = {
+            **_at(ref), "w": _flat_writes(request.writes),
             "r": [[r.edge, r.taken, _text(r.value)] for r in request.resolutions],
             "ev": [_text(e) for e in request.events], "ts": request.timestamp,
             "bp": spec.blueprint_id, "now": _now_ms(), "park": request.park,
             "sk": request.skip_events,
         }
-        return await self._finished(ref.run_id, await self._call("resume", ref.run_id, doc,
-                                                                 register=True))
+        return await self._finished(ref.run_id, await self._routing("resume", ref, spec, doc,
+                                                                    register=True))
 
     async def parked(self, run_id: str) -> list[InstanceRef]:
         raw = await self.redis.hgetall(self.keys(run_id).meta)  # type: ignore[misc]
@@ -430,4 +544,4 @@ class RedisRunStore:
         return ReconcileOutcome(jobs, int(out[2]), status, blueprint_id, finished, exhausted)
 
 
-__all__ = ["SCRIPT_NAMES", "RedisRunStore", "scripts"]
+__all__ = ["SCRIPT_NAMES", "RedisRunStore", "ScriptQueue", "scripts"]

@@ -2,6 +2,8 @@
 -- the instance is not fired, already finished, or leased by another live worker.
 -- A: {n, it, item, tok, lease = ms, now = ms}
 -- returns {1, '', status, input JSON, gathered 0/1} or {0, reason, status, outbox job, ...}
+-- A token "<hex>~..." names the queue job's delivery: a job delivered again re-drives what its
+-- earlier delivery claimed and left behind (see orphans_of).
 local field = 'i:' .. ikey(A.n, A.it, A.item)
 local m = redis.call('HMGET', K_META, 'status', field)
 local status = m[1]
@@ -23,8 +25,20 @@ if m[2] == 'S' then
 end
 local r = parse(m[2])
 if not r then
+  local flat = redis.call('HGETALL', K_META)
+  local jobs = outbox_of(flat)
+  local mine = string.match(A.tok, '^(%x+~)')
+  if mine then
+    local orphans, waiting = orphans_of(flat, mine, A.now)
+    flush()
+    if waiting then
+      return {0, 'leased', status}
+    end
+    for i = 1, #orphans do
+      jobs[#jobs + 1] = orphans[i]
+    end
+  end
   local out = {0, 'done', status}
-  local jobs = outbox_of(redis.call('HGETALL', K_META))
   for i = 1, #jobs do
     out[#out + 1] = jobs[i]
   end

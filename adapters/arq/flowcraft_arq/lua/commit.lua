@@ -2,13 +2,20 @@
 -- commit is rejected), applies the node's context writes and output, records its edge
 -- decisions, propagates skips, evaluates joins, fires ready successors exactly once, puts
 -- them in the outbox, and finishes the run when nothing is live any more.
--- A: {g = graph JSON, n, it, tok, w = {k, json|false, ...}, r = {{edge, taken, value}},
+-- A: {gs = graph records (see node_of), n, it, tok, w = {k, json|false, ...}, r = {{edge, taken, value}},
 --     ev = {event, ...}, ts, bp, now, df = defer ms, aw = node id when the node now awaits,
---     item = batch item index or -1, out = the item's output JSON, lease = ms}
--- returns {ok, reason, status, finished, job, ...}; for the last item of a batch
+--     item = batch item index or -1, out = the item's output JSON, lease = ms,
+--     fz = how many fired successors to claim for the caller, ftok = their token prefix,
+--     q = the queue to enqueue the others in (see fire() and enqueue())}
+-- returns {ok, reason, status, finished, job, ...} (see handed_over()); for the last item of a batch
 --   {1, '', status, 0, 'G' .. outputs JSON} (the caller now holds the batch's lease)
 local field = 'i:' .. ikey(A.n, A.it, A.item)
-local m = redis.call('HMGET', K_META, 'status', field, 'live', 'waits')
+local ahead = {}
+if A.item < 0 and not A.aw then
+  ahead = read_ahead(A.r, A.it)
+end
+local m = read_with({'status', field, 'live', 'waits', 'parent_run'}, ahead)
+HAS_PARENT = m[5] ~= false
 local status = m[1]
 local r, reason = leased(m[2], status, A.tok)
 if not r then
@@ -21,6 +28,9 @@ if not r then
     end
   end
   return out
+end
+if A.item < 0 and not A.aw and graph_missing(A.r) then
+  return {0, 'nograph', status, 0}
 end
 put(field, 'D')
 apply_writes(A.w)
@@ -85,6 +95,6 @@ elseif status == 'running' and #A.r > 0 then
   if A.df > 0 then
     defer = A.now + A.df
   end
-  route(cjson.decode(A.g), A.n, A.it, A.r, fired, defer, A.now)
+  route(A.n, A.it, A.r, fired, defer, A.now)
 end
 return settle(tonumber(m[3]) + #fired - 1, status, fired, waits)

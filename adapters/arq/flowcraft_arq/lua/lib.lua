@@ -1,7 +1,9 @@
 -- flowcraft: shared prelude of every script (prepended when the scripts are loaded).
 --
 -- KEYS (all of one run, one hash tag): 1 meta  2 ctx  3 errors  4 events
---   5 blueprint-id fallback
+--   5 blueprint-id fallback; and for the scripts that route (commit, resume) 6 the graph: a
+--   hash per graph shape, "n<i>" -> node record, "e<j>" -> edge record (see GraphSpec in
+--   flowcraft/runtime/spec.py), shared by every run of that shape
 -- ARGV: 1 run id  2 pub/sub channel  3 result TTL (ms)  4 event log max length
 --   5 msgpack document with the script's own arguments
 --
@@ -20,6 +22,7 @@
 --   sp:n#it    a parked subflow instance's record ("F<epoch>|||0|<input>"), for adopt
 --   v:n#it/k   output (JSON) of item k
 --   o:n#it#ep  outbox: "n,it,epoch,defer ms" of a job decided but not yet confirmed queued
+--              (not written when the script enqueues the job itself: see enqueue())
 --   j:n#it     resolved required edges of a join      t:n#it  taken edges of an `any` join
 --   e:e#it     value (JSON) of a taken edge into an `all` join
 --              (j:, t:, e: are deleted once the join has all its required edges resolved)
@@ -33,11 +36,15 @@
 -- Writes to the meta hash are buffered and flushed with one HSET at the end of a script;
 -- events are buffered and appended with one XADD.
 local K_META, K_CTX, K_ERRORS = KEYS[1], KEYS[2], KEYS[3]
-local K_EVENTS, K_BP = KEYS[4], KEYS[5]
+local K_EVENTS, K_BP, K_GRAPH = KEYS[4], KEYS[5], KEYS[6]
 local RUN_ID, CHANNEL, TTL, MAXLEN = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local A = cmsgpack.unpack(ARGV[5])
 
 local W, WN, EV = {}, {}, {}
+-- instances this call claimed for its caller to run at once (fusion): job -> input
+local CLAIMED, NCLAIMED = {}, 0
+-- whether the run is a child run, when the script read it (settle() reports it)
+local HAS_PARENT = nil
 
 -- redis.call(cmd, key, args...) in slices of at most SLICE values (even, so field/value
 -- pairs stay together): Lua's unpack cannot spread more than a few thousand values, and a script
@@ -56,29 +63,42 @@ local function call_sliced(cmd, key, args)
   return out
 end
 
+-- field -> value (false: absent) read ahead with the call's first HMGET (see read_ahead())
+local PRE = {}
+-- fields to delete at the flush
+local DEL = {}
+
 local function put(f, v)
   if W[f] == nil then
     WN[#WN + 1] = f
   end
   W[f] = v
+  DEL[f] = nil
 end
+
 
 local function getf(f)
   local v = W[f]
   if v ~= nil then
     return v
   end
+  if DEL[f] then
+    return false
+  end
+  v = PRE[f]
+  if v ~= nil then
+    return v
+  end
   return redis.call('HGET', K_META, f)
 end
 
--- delete meta fields, also from the buffered writes
+-- delete meta fields at the flush, also from the buffered writes (bookkeeping that can no
+-- longer matter)
 local function forget(fields)
   for i = 1, #fields do
-    if W[fields[i]] ~= nil then
-      W[fields[i]] = false
-    end
+    W[fields[i]] = nil
+    DEL[fields[i]] = true
   end
-  call_sliced('HDEL', K_META, fields)
 end
 
 local function events(list)
@@ -90,17 +110,25 @@ local function events(list)
 end
 
 local function flush()
-  if #WN > 0 then
-    local args = {}
-    for i = 1, #WN do
-      if W[WN[i]] then  -- false: deleted since (forget)
-        args[#args + 1] = WN[i]
-        args[#args + 1] = W[WN[i]]
-      end
+  local args = {}
+  for i = 1, #WN do
+    local v = W[WN[i]]
+    if v ~= nil then
+      args[#args + 1] = WN[i]
+      args[#args + 1] = v
     end
-    call_sliced('HSET', K_META, args)
-    W, WN = {}, {}
   end
+  if #args > 0 then
+    call_sliced('HSET', K_META, args)
+  end
+  local gone = {}
+  for f in pairs(DEL) do
+    gone[#gone + 1] = f
+  end
+  if #gone > 0 then
+    call_sliced('HDEL', K_META, gone)
+  end
+  W, WN, PRE, DEL = {}, {}, {}, {}
   -- one stream entry per script call, or per SLICE / 2 events of a very large one
   for first = 1, #EV, SLICE / 2 do
     local args = {'MAXLEN', '~', MAXLEN, '*'}
@@ -122,6 +150,47 @@ local function ikey(n, it, item)
     return fmt(n) .. '#' .. fmt(it) .. '/' .. fmt(item)
   end
   return fmt(n) .. '#' .. fmt(it)
+end
+
+-- The graph, read lazily: records the caller sent (A.gs = {field, JSON, ...}: those this call
+-- is expected to need) and otherwise the graph hash, so a call costs what it touches, not the
+-- size of the graph. Node record: {id, flags, forward_in, back_in, out}; edge record:
+-- {source, target, kind, source id}. Flags: 1 any-join, 2 fallback-only, 4 loop controller;
+-- edge kinds: 0 normal 1 back 2 exit.
+local GRAPH, SEEDS = {}, {}
+if A.gs then
+  for i = 1, #A.gs, 2 do
+    SEEDS[A.gs[i]] = A.gs[i + 1]
+  end
+end
+local function graph_record(f)
+  local rec = GRAPH[f]
+  if rec == nil then
+    local raw = SEEDS[f] or redis.call('HGET', K_GRAPH, f)
+    if not raw then
+      error({err = 'flowcraft: graph record ' .. f .. ' missing in ' .. K_GRAPH})
+    end
+    rec = cjson.decode(raw)
+    GRAPH[f] = rec
+  end
+  return rec
+end
+-- Routing reads records beyond the seeds only to propagate skips: a call whose resolutions
+-- are all taken never does. Else the graph must exist before the call writes anything (it is
+-- published once per process; a lost one is published again: the 'nograph' refusal).
+local function graph_missing(res)
+  for i = 1, #res do
+    if not res[i][2] then
+      return redis.call('EXISTS', K_GRAPH) == 0
+    end
+  end
+  return false
+end
+local function node_of(i)
+  return graph_record('n' .. fmt(i))
+end
+local function edge_of(e)
+  return graph_record('e' .. fmt(e))
 end
 
 -- parse a leasable instance record ("F..." or "G..."); nil for any other state
@@ -195,16 +264,19 @@ local function finish(status, ts, bp)
   flush()
   redis.call('PEXPIRE', K_META, TTL)
   redis.call('PEXPIRE', K_CTX, TTL)
-  redis.call('PEXPIRE', K_ERRORS, TTL)
+  if status ~= 'completed' then  -- a completed run has no errors list
+    redis.call('PEXPIRE', K_ERRORS, TTL)
+  end
   redis.call('PEXPIRE', K_EVENTS, TTL)
   redis.call('PEXPIRE', K_BP, TTL)
-  redis.call('PUBLISH', CHANNEL, status)
+  redis.call('PUBLISH', CHANNEL, status .. '|' .. (bp or ''))
 end
 
--- call whenever `live` may have reached 0; returns 1 when the run finished now
+-- call whenever `live` may have reached 0; returns 1 when the run finished now, and the
+-- run's status afterwards
 local function maybe_finish(live, status, ts, bp, waits)
   if live > 0 then
-    return 0
+    return 0, status
   end
   if status == 'running' then
     if waits ~= nil and waits > 0 then
@@ -223,34 +295,18 @@ local function maybe_finish(live, status, ts, bp, waits)
       end
       flush()
       redis.call('PUBLISH', CHANNEL, 'awaiting')
-      return 0
+      return 0, 'awaiting'
     end
     status = 'completed'
   end
   if status == 'awaiting' then
-    return 0
+    return 0, status
   end
   finish(status, ts, bp)
-  return 1
+  return 1, status
 end
 
 -- the outbox entries (values) in a HGETALL of the meta hash
--- After a completion has been routed: store the live count, finish the run when nothing is
--- live any more, and build the reply {1, '', status, finished, fired jobs...}.
-local function settle(live, status, fired, waits)
-  put('live', fmt(live))
-  local finished = maybe_finish(live, status, A.ts, A.bp, waits)
-  flush()
-  if live == 0 then
-    status = redis.call('HGET', K_META, 'status')
-  end
-  local out = {1, '', status, finished}
-  for i = 1, #fired do
-    out[#out + 1] = fired[i]
-  end
-  return out
-end
-
 local function outbox_of(flat)
   local out = {}
   for i = 1, #flat, 2 do
@@ -269,6 +325,38 @@ local function with_outbox(refusal)
     refusal[#refusal + 1] = jobs[i]
   end
   return refusal
+end
+
+-- A queue job delivered again finds its own instance done: the successors its first delivery
+-- claimed and ran on (fusion) have no job of their own, so re-fire (new epoch, outbox) those
+-- still leased by that delivery, whose tokens start with `mine` (see fused_token in
+-- protocols.py), once their lease ended. Returns the re-fired jobs, and whether some are
+-- still leased (then the caller asks to be retried later).
+local function orphans_of(flat, mine, now)
+  local jobs, waiting = {}, false
+  for i = 1, #flat, 2 do
+    local f = flat[i]
+    if string.sub(f, 1, 2) == 'i:' then
+      local r = parse(flat[i + 1])
+      if r and string.sub(r.tok, 1, #mine) == mine then
+        if r.exp > now then
+          waiting = true
+        else
+          local key = string.sub(f, 3)
+          local n, it, item = string.match(key, '^(%d+)#(%d+)/?(%d*)$')
+          r.epoch, r.tok, r.exp, r.fat = r.epoch + 1, '', 0, now
+          put(f, record(r))
+          local job = n .. ',' .. it .. ',' .. fmt(r.epoch) .. ',0'
+          if item ~= '' then
+            job = job .. ',' .. item
+          end
+          put('o:' .. key .. '#' .. fmt(r.epoch), job)
+          jobs[#jobs + 1] = job
+        end
+      end
+    end
+  end
+  return jobs, waiting
 end
 
 -- drop fired instances nobody holds a live lease on (the run failed or was cancelled) and
@@ -305,14 +393,97 @@ end
 -- an instance is fired at most once: a second resolution that makes it ready is ignored. Its
 -- fired time is when its job is due (a deferred job's defer time): reconcile counts the
 -- successor of a durable sleep as stalled only `stalled_after` after the sleep ends
+-- Up to A.fz fired instances that are due now are claimed for the caller (fusion: the caller
+-- runs them at once, with the lease A.lease and the tokens A.ftok .. '.' .. k); the others
+-- go to the outbox, or straight to the queue when the script enqueues (A.q, see enqueue()).
 local function fire(n, it, input, fired, defer, now)
   local k = ikey(n, it)
-  if W['i:' .. k] ~= nil or redis.call('HEXISTS', K_META, 'i:' .. k) == 1 then
+  if getf('i:' .. k) then
+    return
+  end
+  local job = fmt(n) .. ',' .. fmt(it) .. ',0,' .. fmt(defer)
+  fired[#fired + 1] = job
+  if A.fz and NCLAIMED < A.fz and defer == 0 then
+    put('i:' .. k, 'F0|' .. A.ftok .. '.' .. fmt(NCLAIMED) .. '|' .. fmt(now + A.lease) .. '|'
+      .. fmt(now) .. '|' .. input)
+    NCLAIMED = NCLAIMED + 1
+    CLAIMED[job] = input
     return
   end
   put('i:' .. k, 'F0|||' .. fmt(math.max(now, defer)) .. '|' .. input)
-  put('o:' .. k .. '#0', fmt(n) .. ',' .. fmt(it) .. ',0,' .. fmt(defer))
-  fired[#fired + 1] = fmt(n) .. ',' .. fmt(it) .. ',0,' .. fmt(defer)
+  if not A.q then
+    put('o:' .. k .. '#0', job)
+  end
+end
+
+-- Write the arq job of `job` ("n,it,epoch,defer ms[,item]") as arq's own enqueue would (the job
+-- key holding the msgpack envelope, the id in the queue's sorted set, due at the defer time),
+-- (no existence check: a job id names one instance at one epoch, and an instance fires once per
+-- epoch). Enqueueing inside the transition makes deciding a job and queueing it one atomic
+-- step, so no outbox entry is needed.
+-- A.q = {k = queue key, p = job key prefix, f = function name, v = blueprint version or false,
+--        bp = blueprint id}; the payload is flowcraft's JobPayload (an array, see protocols.py)
+local function enqueue(job, now)
+  local n, it, epoch, defer, item = string.match(job, '^(%d+),(%d+),(%d+),(%d+),?(%-?%d*)$')
+  local node_id = node_of(tonumber(n))[1]
+  if item == '' then
+    item = -1
+  else
+    item = tonumber(item)
+  end
+  local label = node_id
+  if item >= 0 then
+    label = node_id .. '[' .. fmt(item) .. ']'
+  end
+  local id = RUN_ID .. ':' .. label .. ':' .. it .. ':' .. epoch
+  local key = A.q.p .. id
+  local due = tonumber(defer)
+  if due < now then
+    due = now
+  end
+  local version = '\192'
+  if A.q.v then
+    version = cmsgpack.pack(A.q.v)
+  end
+  local payload = '\153' .. cmsgpack.pack(RUN_ID, A.q.bp, node_id, tonumber(it), 1,
+    tonumber(epoch)) .. version .. cmsgpack.pack(item) .. '\128'
+  local envelope = '\133' .. cmsgpack.pack('t') .. '\192' .. cmsgpack.pack('f', A.q.f, 'a')
+    .. '\145' .. payload .. cmsgpack.pack('k') .. '\128' .. cmsgpack.pack('et', now)
+  redis.call('SET', key, envelope, 'PX', fmt(due - now + 86400000))
+  redis.call('ZADD', A.q.k, fmt(due), id)
+end
+
+-- The reply entries of the jobs a call fired: 'c' .. job followed by its input for each one
+-- claimed for the caller; 'q' .. job for each one enqueued here; the bare job for each one left
+-- in the outbox for the caller to enqueue.
+local function handed_over(fired, out, now)
+  for i = 1, #fired do
+    local job = fired[i]
+    local input = CLAIMED[job]
+    if input ~= nil then
+      out[#out + 1] = 'c' .. job
+      out[#out + 1] = input
+    elseif A.q then
+      enqueue(job, now)
+      out[#out + 1] = 'q' .. job
+    else
+      out[#out + 1] = job
+    end
+  end
+  return out
+end
+
+-- After a completion has been routed: store the live count, finish the run when nothing is
+-- live any more, and build the reply {1, '', status, finished, fired jobs...} (see handed_over()).
+local function settle(live, status, fired, waits)
+  put('live', fmt(live))
+  local finished, now_status = maybe_finish(live, status, A.ts, A.bp, waits)
+  flush()
+  -- bit 1: finished now; bit 2: the run has a parent run, bit 3: it has none (unknown: 0)
+  if HAS_PARENT ~= nil then
+    finished = finished + (HAS_PARENT and 2 or 4)
+  end
+  return handed_over(fired, {1, '', now_status, finished}, A.now)
 end
 
 -- the iteration at which loop controller c was entered, seen from iteration it
@@ -327,12 +498,54 @@ local function entry_of(c, it)
   return it
 end
 
--- G: decoded graph {n = {{id, flags, forward_in, back_in, out}, ...}, e = {{src, tgt, kind}}}
--- flags: 1 any-join, 2 fallback-only, 4 loop controller; edge kinds: 0 normal 1 back 2 exit
-local function resolve(G, e, it, taken, value, fired, skips, defer, now)
-  local edge = G.e[e + 1]
+-- The meta fields routing `res` (resolutions at iteration it) will read for the targets its
+-- normal edges reach: their instance, join counter, taken marker and edge values, so that
+-- a commit reads them with its first HMGET instead of one command each.
+local function read_ahead(res, it)
+  local fields = {}
+  for i = 1, #res do
+    local edge = edge_of(res[i][1])
+    if edge[3] == 0 then
+      local node = node_of(edge[2])
+      local k = ikey(edge[2], it)
+      fields[#fields + 1] = 'i:' .. k
+      local required = node[3]
+      if #required > 1 then
+        fields[#fields + 1] = 'j:' .. k
+        if node[2] % 2 == 1 then
+          fields[#fields + 1] = 't:' .. k
+        else
+          for r = 1, #required do
+            fields[#fields + 1] = 'e:' .. fmt(required[r]) .. '#' .. fmt(it)
+          end
+        end
+      end
+    end
+  end
+  return fields
+end
+
+-- HMGET the fields `first` and then `ahead` (remembered in PRE); returns the values of `first`
+local function read_with(first, ahead)
+  local fields = {}
+  for i = 1, #first do
+    fields[i] = first[i]
+  end
+  for i = 1, #ahead do
+    fields[#fields + 1] = ahead[i]
+  end
+  local got = call_sliced('HMGET', K_META, fields)
+  for i = 1, #ahead do
+    PRE[ahead[i]] = got[#first + i]
+  end
+  return got
+end
+
+-- resolve edge e at iteration it (see node_of/edge_of for the graph records)
+local function resolve(e, it, taken, value, fired, skips, defer, now)
+  local edge = edge_of(e)
   local tgt = edge[2]
-  local node = G.n[tgt + 1]
+  local node = node_of(tgt)
   local flags = node[2]
   if math.floor(flags / 2) % 2 == 1 then
     return
@@ -349,17 +562,20 @@ local function resolve(G, e, it, taken, value, fired, skips, defer, now)
     end
     return
   end
-  -- a join's fields (j: resolved count, t: taken count of an `any` join, e: values of the
+  -- a join's fields (j: resolved count, t: taken marker of an `any` join, e: values of the
   -- taken edges into an `all` join) are deleted once all its required edges are resolved:
   -- nothing resolves them again, so a long loop leaves only its instances behind
   local k = ikey(tgt, it)
-  local resolved = redis.call('HINCRBY', K_META, 'j:' .. k, 1)
+  local resolved = tonumber(getf('j:' .. k) or '0') + 1
+  put('j:' .. k, fmt(resolved))
   local is_any = flags % 2 == 1
   local complete = resolved >= #required
   if taken then
     if is_any then
-      if redis.call('HINCRBY', K_META, 't:' .. k, 1) == 1 then
-        fire(tgt, it, '{' .. cjson.encode(G.n[edge[1] + 1][1]) .. ':' .. value .. '}', fired,
+      local first = not getf('t:' .. k)
+      put('t:' .. k, '1')
+      if first then
+        fire(tgt, it, '{' .. cjson.encode(edge[4]) .. ':' .. value .. '}', fired,
           defer, now)
       end
     elseif not complete then
@@ -370,27 +586,44 @@ local function resolve(G, e, it, taken, value, fired, skips, defer, now)
     return
   end
   if is_any then
-    if redis.call('HEXISTS', K_META, 't:' .. k) == 0 then
+    if not getf('t:' .. k) then
       skips[#skips + 1] = {tgt, it}
     end
-    redis.call('HDEL', K_META, 'j:' .. k, 't:' .. k)
+    forget({'j:' .. k, 't:' .. k})
     return
   end
-  local fields = {}
+  local fields, missing = {}, {}
   for i = 1, #required do
-    fields[i] = 'e:' .. fmt(required[i]) .. '#' .. fmt(it)
+    local f = 'e:' .. fmt(required[i]) .. '#' .. fmt(it)
+    fields[i] = f
+    if required[i] ~= e and W[f] == nil and PRE[f] == nil then
+      missing[#missing + 1] = f
+    end
   end
-  local stored = call_sliced('HMGET', K_META, fields)
+  local stored = {}
+  if #missing > 0 then
+    local got = call_sliced('HMGET', K_META, missing)
+    for i = 1, #missing do
+      stored[missing[i]] = got[i]
+    end
+  end
   local parts = {}
   for i = 1, #required do
-    local v = W[fields[i]]
+    local f = fields[i]
+    local v
     if required[i] == e then
       v = taken and value
-    elseif v == nil then
-      v = stored[i]
+    else
+      v = W[f]
+      if v == nil then
+        v = PRE[f]
+      end
+      if v == nil then
+        v = stored[f]
+      end
     end
     if v then
-      parts[#parts + 1] = cjson.encode(G.n[G.e[required[i] + 1][1] + 1][1]) .. ':' .. v
+      parts[#parts + 1] = cjson.encode(edge_of(required[i])[4]) .. ':' .. v
     end
   end
   fields[#fields + 1] = 'j:' .. k
@@ -404,12 +637,12 @@ end
 
 -- res: {{edge, taken, value}}; a BACK edge (kind 1, a controller's continue) resolves at a
 -- fresh iteration, an EXIT edge (kind 2, its break) at the loop's entry iteration
-local function route(G, n, it, res, fired, defer, now)
+local function route(n, it, res, fired, defer, now)
   local skips = {}
   local fresh = nil
   for i = 1, #res do
     local r = res[i]
-    local kind = G.e[r[1] + 1][3]
+    local kind = edge_of(r[1])[3]
     local tit = it
     if kind == 1 then
       if fresh == nil then
@@ -422,11 +655,11 @@ local function route(G, n, it, res, fired, defer, now)
     elseif kind == 2 then
       tit = entry_of(n, it)
     end
-    resolve(G, r[1], tit, r[2], r[3], fired, skips, defer, now)
+    resolve(r[1], tit, r[2], r[3], fired, skips, defer, now)
   end
   while #skips > 0 do
     local s = table.remove(skips)
-    local node = G.n[s[1] + 1]
+    local node = node_of(s[1])
     if A.sk then
       fact({fact = 'skipped', node_id = node[1], iteration = s[2], ts = A.ts})
     end
@@ -434,11 +667,11 @@ local function route(G, n, it, res, fired, defer, now)
     local outs = node[5]
     for i = 1, #outs do
       local e = outs[i]
-      local kind = G.e[e + 1][3]
+      local kind = edge_of(e)[3]
       if kind == 2 then
-        resolve(G, e, entry_of(s[1], s[2]), false, '', fired, skips, defer, now)
+        resolve(e, entry_of(s[1], s[2]), false, '', fired, skips, defer, now)
       elseif not ctrl then
-        resolve(G, e, s[2], false, '', fired, skips, defer, now)
+        resolve(e, s[2], false, '', fired, skips, defer, now)
       end
     end
   end

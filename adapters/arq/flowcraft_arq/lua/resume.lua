@@ -3,7 +3,7 @@
 -- The outbox fields of the jobs it fires are kept in `r:n#it` until they are all queued: a
 -- retried resume (its caller died before queueing them) answers with those still waiting
 -- instead of refusing, so it fires nothing twice and loses nothing.
--- A: {g = graph JSON, n, it, w, r, ev, ts, bp, now, park = true for a subflow node}
+-- A: {gs = graph records (see node_of), n, it, w, r, ev, ts, bp, now, park = true for a subflow node}
 -- returns {ok, reason, status, finished, job, ...}
 local k = ikey(A.n, A.it)
 local m = redis.call('HMGET', K_META, 'status', 'live', 'waits', 'w:' .. k, 'r:' .. k)
@@ -32,6 +32,9 @@ if not m[4] then
   end
   return {0, 'not_awaiting', status, 0}
 end
+if not A.park and graph_missing(A.r) then
+  return {0, 'nograph', status, 0}
+end
 redis.call('HDEL', K_META, 'w:' .. k)
 local waits = tonumber(m[3] or '1') - 1
 put('waits', fmt(waits))
@@ -51,7 +54,7 @@ apply_writes(A.w)
 events(A.ev)
 local fired = {}
 if #A.r > 0 then
-  route(cjson.decode(A.g), A.n, A.it, A.r, fired, 0, A.now)
+  route(A.n, A.it, A.r, fired, 0, A.now)
 end
 if #fired > 0 then
   local fields = {}

@@ -1,7 +1,8 @@
 -- start_run: create the run once (idempotent on the run id) and fire its start nodes.
 -- A: {meta = {k, v, ...}, ctx = {k, json, ...}, start = {node index, ...}, ev = {event, ...},
---     now = ms, bp = blueprint id}
--- returns {created 0/1, status, job, ...}; for an existing run its undelivered outbox jobs
+--     now = ms, bp = blueprint id, gs = the start nodes' graph records, q = see enqueue()}
+-- returns {created 0/1, status, job, ...} (see handed_over()); for an existing run its
+-- undelivered outbox jobs
 if redis.call('EXISTS', K_META) == 1 then
   local flat = redis.call('HGETALL', K_META)
   local status = ''
@@ -29,15 +30,13 @@ redis.call('SET', K_BP, A.bp)
 events(A.ev)
 local fired = {}
 for i = 1, #A.start do
+  PRE['i:' .. ikey(A.start[i], 0)] = false  -- a new run: nothing fired yet
   fire(A.start[i], 0, 'null', fired, 0, A.now)
-end
-local out = {1, 'running'}
-for i = 1, #fired do
-  out[#out + 1] = fired[i]
 end
 if #fired == 0 then
   finish('completed', '', A.bp)
-  out[2] = 'completed'
+  flush()
+  return {1, 'completed'}
 end
 flush()
-return out
+return handed_over(fired, {1, 'running'}, A.now)

@@ -26,7 +26,7 @@ from flowcraft.distributed import JobPayload
 
 ARQ_GLOBALS = ("arq:job:", "arq:retry:", "arq:in-progress:", "arq:result:")
 # instance records: F|G<epoch>|<token>|<lease expiry>|<fired at>|<input JSON>
-_RECORD = re.compile(rb"^[FG]\d+\|[0-9a-f]*\|\d*\|\d*\|(.*)$", re.S)
+_RECORD = re.compile(rb"^[FG]\d+\|[0-9a-f~.]*\|\d*\|\d*\|(.*)$", re.S)
 _TOKEN = re.compile(rb"^[\w.:,\-#/ \[\]]{0,200}$")
 
 

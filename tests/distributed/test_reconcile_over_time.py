@@ -142,9 +142,10 @@ async def test_item3_short_sleep_with_periodic_reconcile_completes_once_on_time(
 async def test_item5_run_of_crashed_client_is_reconciled(
         redis_url: str, fc_queue: str, fc_prefix: str, arq_worker: Any,
         flowcraft_client: Any) -> None:
-    """A client SIGKILLed right after its start script ran: the run exists, its start job was
-    decided (outbox) but never queued. It was registered in the active set before the script
-    (write-ahead), so a reconcile pass finds it and drives it to completion, once."""
+    """A client SIGKILLed right after its start script ran: the run exists and its start job
+    is queued (the script enqueues it itself), and it was registered in the active set before
+    the script (write-ahead). Were the queued job lost too, a reconcile pass finds the run and
+    drives it to completion, once."""
     run_id = f"crashed-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "FLOWCRAFT_REDIS_URL": redis_url, "FLOWCRAFT_QUEUE": fc_queue,
            "FLOWCRAFT_PREFIX": fc_prefix}
@@ -156,9 +157,12 @@ async def test_item5_run_of_crashed_client_is_reconciled(
     async with flowcraft_client([flow]) as client:
         redis = client.redis
         assert await redis.hget(keys.meta, "status") == b"running"
-        assert [f for f in await redis.hkeys(keys.meta) if f.startswith(b"o:")] == [b"o:0#0#0"]
-        assert await redis.zcard(fc_queue) == 0
+        assert [f for f in await redis.hkeys(keys.meta) if f.startswith(b"o:")] == []
+        assert await redis.zrange(fc_queue, 0, -1) == [f"{run_id}:a:0:0".encode()]
         assert await redis.zscore(active, run_id) is not None
+        # lose the queued job as well: only the registration is left to find the run by
+        await redis.delete(f"arq:job:{run_id}:a:0:0")
+        await redis.zrem(fc_queue, f"{run_id}:a:0:0")
         async with arq_worker([flow]):
             counts = await client.reconcile(stalled_after=0)
             result = await client.wait(run_id, timeout=30)

@@ -35,6 +35,7 @@ from flowcraft.context import OUTPUTS_PREFIX, NodeScopedContext, ensure_encodabl
 from flowcraft.distributed.completion import Flows, timestamp
 from flowcraft.distributed.context import BufferedContext
 from flowcraft.distributed.control import Control
+from flowcraft.distributed.heartbeat import Beat, Heartbeat
 from flowcraft.distributed.jobtrace import CURRENT_JOB, JobTrace
 from flowcraft.distributed.protocols import (
     CommitRequest,
@@ -353,13 +354,14 @@ class JobWorker(Control):
         outcome: JobOutcome | bytes = JobOutcome.CANCELLED
         try:
             with anyio.CancelScope() as scope:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._heartbeat, job, scope)
+                heartbeat = self._heartbeat(job, scope)
+                try:
                     if payload.item >= 0:
                         outcome = await self._run_item(job, raw_input)
                     else:
                         outcome = await self._run_node(job, raw_input)
-                    tg.cancel_scope.cancel()
+                finally:
+                    heartbeat.stop()
         finally:
             if outcome == JobOutcome.CANCELLED:
                 with anyio.CancelScope(shield=True):
@@ -370,20 +372,24 @@ class JobWorker(Control):
             return await self._complete_batch(job, outcome)
         return outcome
 
-    async def _heartbeat(self, job: Job, scope: anyio.CancelScope) -> None:
-        interval = min(self.lease_ms / 3000.0, 1.0)
-        while True:
-            await anyio.sleep(interval)
+    def _heartbeat(self, job: Job, scope: anyio.CancelScope) -> Heartbeat:
+        """Renew `job`'s lease while its node runs; cancel it (`scope`) once the lease is lost
+        or the run cancelled. Never once the job settles: its own commit ends the lease, and
+        the dispatch that follows must not be cancelled."""
+
+        async def renew() -> Beat:
             if job.settling:
-                return
+                return Beat.STOP
             status = await self.store.renew(job.ref, job.token, self.lease_ms)
-            if job.settling:  # our own commit ended the lease: never cancel its dispatch
-                return
+            if job.settling:
+                return Beat.STOP
             if status is None or status == "cancelled":
                 log.info("run %s: node %s stops (%s)", job.ref.run_id, job.node.id,
                          "lease lost" if status is None else "run cancelled")
-                scope.cancel()
-                return
+                return Beat.LOST
+            return Beat.KEEP
+
+        return Heartbeat(renew, scope.cancel, min(self.lease_ms / 3000.0, 1.0))
 
     def version_retry_s(self, max_tries: int) -> float:
         """Seconds between the tries of a job with another blueprint version: at most 5 s

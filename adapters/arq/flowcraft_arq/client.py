@@ -24,21 +24,11 @@ from flowcraft_arq.adapter import (
     deserialize,
     serialize,
 )
-from flowcraft_arq.keys import DEFAULT_PREFIX, check_prefix, queue_of
+from flowcraft_arq.announcements import Announcements
+from flowcraft_arq.keys import DEFAULT_PREFIX, channel_pattern, check_prefix, queue_of
 
 WAIT_RECHECK_S = 5.0
-
-
-async def _next_message(pubsub: Any, within: float) -> bytes | None:
-    """The next message's data on a subscription, or None after `within` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while (left := deadline - asyncio.get_running_loop().time()) > 0:
-        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
-        if message is not None:
-            data: bytes = message["data"]
-            return data
-    return None
-"""How long `wait` trusts its subscription alone before re-reading the result."""
+"""How long `wait` trusts the announcements alone before re-reading the result."""
 
 log = logging.getLogger("flowcraft.arq.client")
 
@@ -72,6 +62,7 @@ class FlowcraftClient:
                                   event_bus=event_bus, stream_events=stream_events,
                                   middleware=middleware)
         self.store = self.adapter.redis_store
+        self._announcements = Announcements(redis, channel_pattern(prefix))
 
     @classmethod
     def from_url(cls, url: str, *, flows: Flows = (), queue_name: str | None = None,
@@ -93,6 +84,7 @@ class FlowcraftClient:
         await self.close()
 
     async def close(self) -> None:
+        await self._announcements.close()
         if self._owns_redis:
             await self.redis.aclose()
             self._owns_redis = False
@@ -126,30 +118,32 @@ class FlowcraftClient:
     async def wait(self, run_id: str, timeout: float | None = 30.0) -> WorkflowResult:
         """The result once the run is terminal or awaiting; TimeoutError after `timeout`.
 
-        Subscribes to the run's channel first, then reads the result, so a result published
-        in between is never missed. While waiting it re-reads the result and status only every
-        `WAIT_RECHECK_S` seconds without a message: that catches a result announced while a
-        dropped subscription was reconnecting, and a run whose keys vanished (RunNotFoundError),
-        without polling.
+        Listens to the runs' announcements first, then reads the result, so a result
+        announced in between is never missed. While waiting it re-reads the result and status
+        only every `WAIT_RECHECK_S` seconds without an announcement: that catches one made
+        while the subscription was reconnecting, and a run whose keys vanished
+        (RunNotFoundError), without polling.
         """
-        keys = self.store.keys(run_id)
-        pubsub = self.redis.pubsub()
-        try:
-            async with asyncio.timeout(timeout):
-                await pubsub.subscribe(keys.channel)
-                while True:
+        channel = self.store.keys(run_id).channel
+        async with asyncio.timeout(timeout):
+            await self._announcements.listen()
+            while True:
+                announced = self._announcements.expect(channel)
+                try:
                     status, result = await self.store.outcome(run_id)
                     if result is not None:
                         return result
                     if status is None:
                         raise RunNotFoundError(f"no run {run_id!r} (never started, or expired)")
-                    message = await _next_message(pubsub, WAIT_RECHECK_S)
-                    if message is not None:
-                        result = await self.store.announced(run_id, message)
-                        if result is not None:
-                            return result
-        finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    try:
+                        message = await asyncio.wait_for(announced, WAIT_RECHECK_S)
+                    except TimeoutError:
+                        continue
+                    result = await self.store.announced(run_id, message)
+                    if result is not None:
+                        return result
+                finally:
+                    self._announcements.forget(channel, announced)
 
     async def resume(self, run_id: str, node_id: str | None = None, output: Any = None,
                      action: str | None = None) -> None:

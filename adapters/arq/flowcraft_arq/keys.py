@@ -112,6 +112,13 @@ class MetaField:
         return f"{MetaField.OUTBOX}{job_key}"
 
 
+def channel_pattern(prefix: str) -> str:
+    """A PSUBSCRIBE pattern matching the announcement channel (`RunKeys.channel`) of every run
+    under `prefix` (glob characters in the prefix are escaped)."""
+    escaped = "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
+    return f"{escaped}:{{*}}:done-ch"
+
+
 def graph_key(prefix: str, digest: str) -> str:
     """Global hash: the records of one graph shape (`GraphSpec.records`), read by the scripts
     that route; named by the shape's digest, so every blueprint version with that shape shares
@@ -125,5 +132,5 @@ def run_pattern(prefix: str) -> str:
 
 
 __all__ = ["DEFAULT_PREFIX", "MetaField", "RunKeys", "active_key", "catalog_key", "check_prefix",
-           "graph_key", "queue_of",
+           "channel_pattern", "graph_key", "queue_of",
            "reconcile_lock_key", "run_pattern", "runs_index_key"]

@@ -434,9 +434,13 @@ class MemoryStore:
             iteration_part, _, item_part = rest.partition("/")
             node_index, iteration = int(node_part), int(iteration_part)
             item = int(item_part) if item_part else -1
-            if 0 < max_redrives <= rec.epoch:  # re-driven enough: the caller fails it
-                exhausted.append((InstanceRef(run_id, node_index, iteration, item), rec.epoch))
+            if lease is not None and 0 < max_redrives <= rec.abandoned:  # the caller fails it
+                exhausted.append((InstanceRef(run_id, node_index, iteration, item),
+                                  rec.abandoned))
                 continue
+            if lease is not None:  # a delivery claimed it and died (not just a long queue)
+                rec.abandoned += 1
+                del run.leases[key]
             rec.fired = now
             run.outbox.pop(JobRef(node_index, iteration, rec.epoch, 0, item).key, None)
             rec.epoch += 1

@@ -47,13 +47,14 @@ class Record:
     batch's concurrency), S (a subflow node waiting for its child run), D (done), X (failed),
     C (dropped)."""
 
-    __slots__ = ("epoch", "fired", "input", "state")
+    __slots__ = ("abandoned", "epoch", "fired", "input", "state")
 
     def __init__(self, state: str, epoch: int, input: bytes) -> None:
         self.state = state
         self.epoch = epoch
         self.input = input
         self.fired = now_ms()  # when it was last handed to the queue (reconcile waits)
+        self.abandoned = 0  # re-drives after a delivery claimed it and died (max_redrives)
 
 
 class StoredRun:

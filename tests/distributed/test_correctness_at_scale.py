@@ -3,12 +3,14 @@ scale and over time"), each named after its item, against real redis-server and 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import pytest
 
 from flowcraft import Flow, NodeContext
+from flowcraft.distributed import InstanceRef
 
 
 async def emit(ctx: NodeContext) -> int:
@@ -133,16 +135,25 @@ def test_item_9_the_flowcraft_script_answers_bad_input_with_exit_2_and_one_line(
         assert done.stderr.count("\n") == 1 and done.stderr.startswith(expected), done.stderr
 
 
+async def _die_holding(store: Any, run_id: str) -> None:
+    """What a worker that dies with A's job does: claim A (a 1 ms lease) and never finish."""
+    assert (await store.claim(InstanceRef(run_id, 0), uuid.uuid4().hex[:8], 1)).ok
+    await asyncio.sleep(0.01)
+
+
 async def test_item_7_an_instance_re_driven_max_redrives_times_fails_the_run(
         flowcraft_client: Any) -> None:
-    """CONTRACT §13.5: no worker ever completes A (its jobs are lost: nobody reads the
-    queue); every reconcile re-drives it with a new epoch, until it was re-driven
-    max_redrives (5) times: the next pass fails the run with NodeExecutionError naming the
-    node and the count, instead of re-driving it forever."""
+    """CONTRACT §13.5: every delivery of A's job dies holding it; every reconcile re-drives it
+    with a new epoch, until it was re-driven max_redrives (5) times: the next pass fails the
+    run with NodeExecutionError naming the node and the count, instead of re-driving it
+    forever."""
     flow = wide_fan_out(2)
     async with flowcraft_client([flow]) as client:
         run_id = await client.start(flow.id)
-        passes = [await client.reconcile(stalled_after=0) for _ in range(6)]
+        passes = []
+        for _ in range(6):
+            await _die_holding(client.store, run_id)
+            passes.append(await client.reconcile(stalled_after=0))
         result = await client.wait(run_id, timeout=10)
     assert [p["reconciled"] for p in passes] == [1] * 6
     assert result.status == "failed"
@@ -152,6 +163,26 @@ async def test_item_7_an_instance_re_driven_max_redrives_times_fails_the_run(
         "(max_redrives=5)")
 
 
+async def test_item_7_a_job_waiting_in_a_backed_up_queue_is_never_given_up(
+        flowcraft_client: Any, arq_worker: Any) -> None:
+    """Re-driving an instance nobody claimed yet (its job waits in a long queue, or was lost)
+    does not count towards max_redrives: eight passes later the run is still running, and a
+    worker then completes it."""
+    flow = wide_fan_out(2)
+    async with flowcraft_client([flow]) as client:
+        run_id = await client.start(flow.id)
+        passes = []
+        for _ in range(8):
+            await asyncio.sleep(0.005)  # a pass looks at runs whose score is in the past
+            passes.append(await client.reconcile(stalled_after=0))
+        status = await client.status(run_id)
+        async with arq_worker([flow]):
+            result = await client.wait(run_id, timeout=30)
+    assert [p["reconciled"] for p in passes] == [1] * 8
+    assert status == "running"
+    assert result.status == "completed", result.errors
+
+
 async def test_item_7_the_memory_store_gives_up_the_same_way() -> None:
     from flowcraft.distributed import BaseDistributedAdapter, MemoryQueue, MemoryStore
 
@@ -159,7 +190,10 @@ async def test_item_7_the_memory_store_gives_up_the_same_way() -> None:
     store, queue = MemoryStore(), MemoryQueue()  # nobody serves the queue: jobs are lost
     adapter = BaseDistributedAdapter(store, queue, [flow], max_redrives=2)
     run_id = await adapter.start_run(flow)
-    passes = [await adapter.reconcile(stalled_after=0) for _ in range(3)]
+    passes = []
+    for _ in range(3):
+        await _die_holding(store, run_id)
+        passes.append(await adapter.reconcile(stalled_after=0))
     result = await store.wait_result(run_id, 5)
     queue.close()
     assert [p["reconciled"] for p in passes] == [1, 1, 1]

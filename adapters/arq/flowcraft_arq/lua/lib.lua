@@ -31,6 +31,8 @@
 --   x:n#it     pill ("poison" / "cancel") left by a failed predecessor (only once the run
 --              failed, when nothing new starts: they do not accumulate)
 --   w:n#it     node id of an awaiting instance (wait), until resumed
+--   d:n#it[/k] how many times reconcile re-drove the instance after a delivery claimed it and
+--              died (the max_redrives cap, see reconcile.lua)
 --   r:n#it     outbox fields (space separated) of the jobs a resume of n#it fired, kept
 --              until they are queued, so a retried resume re-drives them (resume.lua)
 -- Writes to the meta hash are buffered and flushed with one HSET at the end of a script;

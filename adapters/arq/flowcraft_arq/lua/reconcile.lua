@@ -2,8 +2,9 @@
 -- at least `stalled` ms ago (a deferred job counts from its defer time) get a new epoch (so a
 -- new job id) and go to the outbox; the whole outbox is returned for (re-)enqueueing. Finished
 -- instances are never re-fired. A failed or cancelled run drops what nobody runs and finishes.
--- An instance already re-driven `cap` times (0: no cap) is not re-fired but returned as
--- 'X<n>#<it>[/<item>]#<epoch>' for the caller to fail.
+-- An instance whose deliveries died `cap` times (0: no cap; `d:` counts the re-drives of a
+-- claimed instance, not of one still waiting in a backed-up queue) is not re-fired but
+-- returned as 'X<n>#<it>[/<item>]#<count>' for the caller to fail.
 -- It also tells when the run next needs a pass (its score in the active set: a pass looks at
 -- runs scored at least `stalled` ms ago): '' when never (it finished), 'inf' while it awaits
 -- (nothing live: only a resume brings it back), else the earliest ms from which one of its
@@ -54,12 +55,16 @@ for i = 1, #flat, 2 do
       else
         look_at(r.fat)
       end
-    elseif stalled and A.cap > 0 and r.epoch >= A.cap then
-      jobs[#jobs + 1] = 'X' .. string.sub(f, 3) .. '#' .. fmt(r.epoch)
+    elseif stalled and A.cap > 0 and r.tok ~= ''
+        and tonumber(meta['d:' .. string.sub(f, 3)] or '0') >= A.cap then
+      jobs[#jobs + 1] = 'X' .. string.sub(f, 3) .. '#' .. (meta['d:' .. string.sub(f, 3)])
       look_at(A.now)
     elseif stalled then
       local key = string.sub(f, 3)
       local n, it, item = string.match(key, '^(%d+)#(%d+)/?(%d*)$')
+      if r.tok ~= '' then  -- a delivery claimed it and died: one more towards the cap
+        put('d:' .. key, fmt(tonumber(meta['d:' .. key] or '0') + 1))
+      end
       gone['o:' .. key .. '#' .. fmt(r.epoch)] = true
       r.epoch = r.epoch + 1
       r.tok = ''

@@ -37,6 +37,7 @@ from flowcraft.distributed.protocols import JobPayload, QueuedJob, Refusal
 from flowcraft.runtime.routing import ExpressionEvaluator
 from flowcraft_arq import catalog, reconciler
 from flowcraft_arq.keys import DEFAULT_PREFIX, check_prefix, queue_of
+from flowcraft_arq.steady import steady
 from flowcraft_arq.store import RedisRunStore, ScriptQueue
 
 log = logging.getLogger("flowcraft.arq")
@@ -257,6 +258,7 @@ def worker_settings(
     }
 
     async def startup(ctx: dict[str, Any]) -> None:
+        steady(ctx["redis"])  # arq's own pool: survive a Redis restart (steady.py)
         adapter = ctx[ADAPTER_CTX_KEY] = ArqAdapter(ctx["redis"], flow_list, **adapter_kwargs)
         await catalog.publish(ctx["redis"], prefix, adapter.blueprints)
         if every is not None:

@@ -26,6 +26,7 @@ from flowcraft_arq.adapter import (
 )
 from flowcraft_arq.announcements import Announcements
 from flowcraft_arq.keys import DEFAULT_PREFIX, channel_pattern, check_prefix, queue_of
+from flowcraft_arq.steady import steady
 
 WAIT_RECHECK_S = 5.0
 """How long `wait` trusts the announcements alone before re-reading the result."""
@@ -70,8 +71,8 @@ class FlowcraftClient:
         """A client with its own connection pool (closed by `close()`), whose connections
         retry with backoff for about 30 s when Redis is unreachable."""
         pool = ConnectionPool.from_url(url, retry=connection_retry(), retry_on_error=RETRY_ON)
-        redis = ArqRedis(pool, job_serializer=serialize, job_deserializer=deserialize,
-                         default_queue_name=queue_of(prefix, queue_name))
+        redis = steady(ArqRedis(pool, job_serializer=serialize, job_deserializer=deserialize,
+                                default_queue_name=queue_of(prefix, queue_name)))
         client = cls(redis, flows=flows, queue_name=queue_name, prefix=prefix, **kwargs)
         client._owns_redis = True
         return client

@@ -13,10 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from arq.connections import RedisSettings, create_pool
+from arq.constants import job_key_prefix
 from dist_helpers import comparable
 from dist_scenarios import diamond
 from flowcraft_arq import FlowcraftClient
-from flowcraft_arq.adapter import ADAPTER_CTX_KEY
+from flowcraft_arq.adapter import ADAPTER_CTX_KEY, ArqQueue, deserialize, retrying, serialize
+from flowcraft_arq.steady import steady
 from flowcraft_arq.testing import RedisServer, running_worker
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -24,9 +27,11 @@ from test_arq_faults import worker_processes
 from test_arq_redis_restart import aof_server  # noqa: F401  (the fixture)
 
 from flowcraft import FlowRuntime
+from flowcraft.distributed import JobPayload, QueuedJob
 
-RUNS = 150
-RESTARTS = 30
+RUNS = 600
+BURST = 5  # runs started at once, every 0.1 s
+RESTARTS = 40
 
 
 def kill_and_start(server: RedisServer) -> None:
@@ -68,15 +73,15 @@ async def test_item10_worker_survives_redis_restart_races(
         await probe.aclose()
         async with FlowcraftClient.from_url(aof_server.url, flows=[flow], queue_name=fc_queue,
                                             prefix=fc_prefix) as client:
-            restarting = asyncio.create_task(restarts(aof_server, RESTARTS, 0.4))
+            restarting = asyncio.create_task(restarts(aof_server, RESTARTS, 0.3))
             run_ids: list[str] = []
             while not restarting.done() or len(run_ids) < RUNS:
-                if len(run_ids) < RUNS:
-                    run_id = f"{fc_prefix}-{len(run_ids)}"
-                    await retried(lambda r=run_id: client.start("diamond", context={"x": 1},
-                                                                run_id=r))
-                    run_ids.append(run_id)
-                await asyncio.sleep(0.05)
+                burst = [f"{fc_prefix}-{n}" for n in range(len(run_ids),
+                                                          min(RUNS, len(run_ids) + BURST))]
+                await asyncio.gather(*(retried(lambda r=run_id: client.start(
+                    "diamond", context={"x": 1}, run_id=r)) for run_id in burst))
+                run_ids += burst
+                await asyncio.sleep(0.1)
             assert await restarting == RESTARTS
             alive = [w.process.poll() is None for w in workers]
             deadline = time.monotonic() + 60
@@ -102,16 +107,16 @@ class CuttingProxy:
     """A TCP proxy to redis-server that cuts connections where the races need it: at the first
     command after a WATCH in arq's job start (of `arq:in-progress:<id>`) or in arq's enqueue
     (of `arq:job:<id>`), and at the handshake's CLIENT SETINFO of every other new connection
-    (as a restart would: the next try finds the server back); `cuts` times each once
+    (as a restart would: the next try finds the server back); `cuts[kind]` times each once
     `armed`."""
 
     WATCH = b"$5\r\nWATCH\r\n"
     START, ENQUEUE = b"arq:in-progress:", b"arq:job:"
     HANDSHAKE = b"SETINFO"
 
-    def __init__(self, port: int, cuts: int) -> None:
+    def __init__(self, port: int, **cuts: int) -> None:
         self.port = port
-        self.left = {"start": cuts, "enqueue": cuts, "handshake": cuts}
+        self.left = {"start": 0, "enqueue": 0, "handshake": 0, **cuts}
         self.armed = False
         self.handshakes = 0
         self.server: asyncio.Server | None = None
@@ -166,12 +171,11 @@ class CuttingProxy:
 async def test_item10_connection_cut_after_watch_or_in_handshake_keeps_worker(
         redis_server: RedisServer, fc_queue: str, fc_prefix: str) -> None:
     """Deterministic: the worker's connections are cut 10 times right after the WATCH of arq's
-    job start, 10 times after the WATCH of arq's enqueue and 10 times in the handshake; the
-    worker's poll loop is still running and every run completes (an enqueue that arq gave up
-    on is noticed and made again)."""
+    job start and 10 times in the handshake; the worker's poll loop is still running and
+    every run completes."""
     flow = diamond()
     expected = comparable(await FlowRuntime().run(flow, context={"x": 1}))
-    proxy = CuttingProxy(redis_server.port, cuts=10)
+    proxy = CuttingProxy(redis_server.port, start=10, handshake=10)
     url = await proxy.start()
     try:
         async with running_worker([flow], url, queue_name=fc_queue, prefix=fc_prefix,
@@ -195,3 +199,27 @@ async def test_item10_connection_cut_after_watch_or_in_handshake_keeps_worker(
         await proxy.close()
     assert proxy.left == {"start": 0, "enqueue": 0, "handshake": 0}  # every cut happened
     assert all(comparable(r) == expected for r in results)
+
+
+async def test_item10_enqueue_cut_after_watch_is_enqueued_again(
+        redis_server: RedisServer, fc_queue: str) -> None:
+    """arq's enqueue_job answers None when its WATCH is lost with the connection (as for a
+    job that exists): ArqQueue notices that the job does not exist and enqueues it again."""
+    proxy = CuttingProxy(redis_server.port, enqueue=3)
+    url = await proxy.start()
+    redis = steady(await create_pool(retrying(RedisSettings.from_dsn(url)),
+                                     job_serializer=serialize, job_deserializer=deserialize))
+    direct = Redis.from_url(redis_server.url)
+    try:
+        proxy.armed = True
+        payloads = [JobPayload(f"{fc_queue}-run{i}", "diamond", "A") for i in range(3)]
+        await ArqQueue(redis, fc_queue).enqueue([QueuedJob(p) for p in payloads])
+        queued = {m.decode() for m in await direct.zrange(fc_queue, 0, -1)}
+        stored = [await direct.exists(job_key_prefix + p.job_id) for p in payloads]
+    finally:
+        await redis.aclose()
+        await direct.aclose()
+        await proxy.close()
+    assert proxy.left["enqueue"] == 0  # all three first attempts were cut
+    assert queued == {p.job_id for p in payloads}
+    assert stored == [1, 1, 1]

@@ -13,13 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from arq.connections import RedisSettings, create_pool
-from arq.constants import job_key_prefix
 from dist_helpers import comparable
 from dist_scenarios import diamond
 from flowcraft_arq import FlowcraftClient
-from flowcraft_arq.adapter import ADAPTER_CTX_KEY, ArqQueue, deserialize, retrying, serialize
-from flowcraft_arq.steady import steady
+from flowcraft_arq.adapter import ADAPTER_CTX_KEY
 from flowcraft_arq.testing import RedisServer, running_worker
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -27,7 +24,6 @@ from test_arq_faults import worker_processes
 from test_arq_redis_restart import aof_server  # noqa: F401  (the fixture)
 
 from flowcraft import FlowRuntime
-from flowcraft.distributed import JobPayload, QueuedJob
 
 RUNS = 600
 BURST = 5  # runs started at once, every 0.1 s
@@ -105,18 +101,16 @@ async def test_item10_worker_survives_redis_restart_races(
 
 class CuttingProxy:
     """A TCP proxy to redis-server that cuts connections where the races need it: at the first
-    command after a WATCH in arq's job start (of `arq:in-progress:<id>`) or in arq's enqueue
-    (of `arq:job:<id>`), and at the handshake's CLIENT SETINFO of every other new connection
-    (as a restart would: the next try finds the server back); `cuts[kind]` times each once
-    `armed`."""
+    command after the WATCH of arq's job start (of `arq:in-progress:<id>`), and at the
+    handshake's CLIENT SETINFO of every other new connection (as a restart would: the next
+    try finds the server back); `cuts` times each once `armed`."""
 
-    WATCH = b"$5\r\nWATCH\r\n"
-    START, ENQUEUE = b"arq:in-progress:", b"arq:job:"
+    WATCH, START = b"$5\r\nWATCH\r\n", b"arq:in-progress:"
     HANDSHAKE = b"SETINFO"
 
-    def __init__(self, port: int, **cuts: int) -> None:
+    def __init__(self, port: int, cuts: int) -> None:
         self.port = port
-        self.left = {"start": 0, "enqueue": 0, "handshake": 0, **cuts}
+        self.left = {"start": cuts, "handshake": cuts}
         self.armed = False
         self.handshakes = 0
         self.server: asyncio.Server | None = None
@@ -143,8 +137,7 @@ class CuttingProxy:
                         break
                 if watching and self._cut(watching):
                     break
-                watching = ("" if self.WATCH not in data else "start" if self.START in data
-                            else "enqueue" if self.ENQUEUE in data else "")
+                watching = "start" if self.WATCH in data and self.START in data else ""
                 up_writer.write(data)
                 await up_writer.drain()
         except OSError:
@@ -175,7 +168,7 @@ async def test_item10_connection_cut_after_watch_or_in_handshake_keeps_worker(
     every run completes."""
     flow = diamond()
     expected = comparable(await FlowRuntime().run(flow, context={"x": 1}))
-    proxy = CuttingProxy(redis_server.port, start=10, handshake=10)
+    proxy = CuttingProxy(redis_server.port, cuts=10)
     url = await proxy.start()
     try:
         async with running_worker([flow], url, queue_name=fc_queue, prefix=fc_prefix,
@@ -197,29 +190,6 @@ async def test_item10_connection_cut_after_watch_or_in_handshake_keeps_worker(
             assert not worker.main_task.done()
     finally:
         await proxy.close()
-    assert proxy.left == {"start": 0, "enqueue": 0, "handshake": 0}  # every cut happened
+    assert proxy.left == {"start": 0, "handshake": 0}  # every cut happened
     assert all(comparable(r) == expected for r in results)
 
-
-async def test_item10_enqueue_cut_after_watch_is_enqueued_again(
-        redis_server: RedisServer, fc_queue: str) -> None:
-    """arq's enqueue_job answers None when its WATCH is lost with the connection (as for a
-    job that exists): ArqQueue notices that the job does not exist and enqueues it again."""
-    proxy = CuttingProxy(redis_server.port, enqueue=3)
-    url = await proxy.start()
-    redis = steady(await create_pool(retrying(RedisSettings.from_dsn(url)),
-                                     job_serializer=serialize, job_deserializer=deserialize))
-    direct = Redis.from_url(redis_server.url)
-    try:
-        proxy.armed = True
-        payloads = [JobPayload(f"{fc_queue}-run{i}", "diamond", "A") for i in range(3)]
-        await ArqQueue(redis, fc_queue).enqueue([QueuedJob(p) for p in payloads])
-        queued = {m.decode() for m in await direct.zrange(fc_queue, 0, -1)}
-        stored = [await direct.exists(job_key_prefix + p.job_id) for p in payloads]
-    finally:
-        await redis.aclose()
-        await direct.aclose()
-        await proxy.close()
-    assert proxy.left["enqueue"] == 0  # all three first attempts were cut
-    assert queued == {p.job_id for p in payloads}
-    assert stored == [1, 1, 1]

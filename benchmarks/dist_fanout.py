@@ -11,6 +11,8 @@ workers, join); the batch's 10,002 (`make`, 10,000 items, `total`; the batch's o
 gather steps are not counted).
 
     .venv/bin/python benchmarks/dist_fanout.py [--runs 2] [--workers 1 [2]]
+
+FLOWCRAFT_FANOUT_WIDTH / FLOWCRAFT_BATCH_ITEMS change the two sizes (workers and driver alike).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from flowcraft_arq import FlowcraftClient
 
 from flowcraft import Flow, NodeContext
 
-WIDTH = 1000
-ITEMS = 10_000
+WIDTH = int(os.environ.get("FLOWCRAFT_FANOUT_WIDTH", "1000"))  # 10000: the issue-9 figure
+ITEMS = int(os.environ.get("FLOWCRAFT_BATCH_ITEMS", "10000"))
 IN_FLIGHT = 2
 
 

@@ -329,6 +329,21 @@ local function with_outbox(refusal)
   return refusal
 end
 
+-- Give the leasable instance in field f (record r) a new epoch, so a new job id, and put that
+-- job in the outbox; returns the job ("n,it,epoch,0[,item]")
+local function refire(f, r, now)
+  local key = string.sub(f, 3)
+  local n, it, item = string.match(key, '^(%d+)#(%d+)/?(%d*)$')
+  r.epoch, r.tok, r.exp, r.fat = r.epoch + 1, '', 0, now
+  put(f, record(r))
+  local job = n .. ',' .. it .. ',' .. fmt(r.epoch) .. ',0'
+  if item ~= '' then
+    job = job .. ',' .. item
+  end
+  put('o:' .. key .. '#' .. fmt(r.epoch), job)
+  return job
+end
+
 -- A queue job delivered again finds its own instance done: the successors its first delivery
 -- claimed and ran on (fusion) have no job of their own, so re-fire (new epoch, outbox) those
 -- still leased by that delivery, whose tokens start with `mine` (see fused_token in
@@ -344,16 +359,7 @@ local function orphans_of(flat, mine, now)
         if r.exp > now then
           waiting = true
         else
-          local key = string.sub(f, 3)
-          local n, it, item = string.match(key, '^(%d+)#(%d+)/?(%d*)$')
-          r.epoch, r.tok, r.exp, r.fat = r.epoch + 1, '', 0, now
-          put(f, record(r))
-          local job = n .. ',' .. it .. ',' .. fmt(r.epoch) .. ',0'
-          if item ~= '' then
-            job = job .. ',' .. item
-          end
-          put('o:' .. key .. '#' .. fmt(r.epoch), job)
-          jobs[#jobs + 1] = job
+          jobs[#jobs + 1] = refire(f, r, now)
         end
       end
     end

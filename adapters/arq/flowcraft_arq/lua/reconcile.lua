@@ -61,22 +61,11 @@ for i = 1, #flat, 2 do
       look_at(A.now)
     elseif stalled then
       local key = string.sub(f, 3)
-      local n, it, item = string.match(key, '^(%d+)#(%d+)/?(%d*)$')
       if r.tok ~= '' then  -- a delivery claimed it and died: one more towards the cap
         put('d:' .. key, fmt(tonumber(meta['d:' .. key] or '0') + 1))
       end
       gone['o:' .. key .. '#' .. fmt(r.epoch)] = true
-      r.epoch = r.epoch + 1
-      r.tok = ''
-      r.exp = 0
-      r.fat = A.now
-      put(f, record(r))
-      local job = n .. ',' .. it .. ',' .. fmt(r.epoch) .. ',0'
-      if item ~= '' then
-        job = job .. ',' .. item
-      end
-      put('o:' .. key .. '#' .. fmt(r.epoch), job)
-      jobs[#jobs + 1] = job
+      jobs[#jobs + 1] = refire(f, r, A.now)
       refired = refired + 1
       look_at(A.now)
     end

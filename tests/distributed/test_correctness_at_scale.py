@@ -201,3 +201,37 @@ async def test_item_7_the_memory_store_gives_up_the_same_way() -> None:
     assert result.errors[0].message == (
         f"node 'A' of run {run_id!r} was re-driven 2 times without completing "
         "(max_redrives=2)")
+
+
+async def test_item_10_context_change_events_are_in_the_distributed_event_log(
+        arq_worker: Any, flowcraft_client: Any) -> None:
+    """A node's context writes appear in the run's event log (client.events) as the same
+    `context:change` events (key, op, node, value) an in-memory run's event bus receives."""
+    from flowcraft import EventRecorder, FlowRuntime
+
+    async def write(ctx: NodeContext) -> str:
+        await ctx.context.set("order", {"id": 7})
+        await ctx.context.set("note", "first")
+        await ctx.context.delete("note")
+        return "ok"
+
+    async def read(ctx: NodeContext) -> int:
+        order = await ctx.context.get("order")
+        await ctx.context.set("total", order["id"] * 2)
+        return 1
+
+    flow = Flow("ctx_changes").node("W", write).node("R", read).edge("W", "R")
+    recorder = EventRecorder()
+    await FlowRuntime(event_bus=recorder).run(flow)
+
+    def changes(events: Any) -> list[tuple[Any, ...]]:
+        return [(e.key, e.op, e.node_id, e.value) for e in events if e.type == "context:change"]
+
+    async with arq_worker([flow]), flowcraft_client([flow]) as client:
+        run_id = await client.start(flow.id)
+        assert (await client.wait(run_id, timeout=30)).status == "completed"
+        logged = [e async for e in client.events(run_id)]
+    assert changes(logged) == changes(recorder.events)
+    assert [c[:3] for c in changes(logged)] == [
+        ("order", "set", "W"), ("note", "set", "W"), ("note", "delete", "W"),
+        ("total", "set", "R")]

@@ -63,7 +63,7 @@ class GraphSpec:
         self.index: dict[str, int] = {n.id: i for i, n in enumerate(self.nodes)}
         self.json: bytes = msgspec.json.encode(_Wire(self.nodes, self.edges, self.start))
         self.digest: str = hashlib.sha1(self.json).hexdigest()[:20]
-        self._seeds: dict[int, list[str]] = {}
+        self._seeds: dict[int, tuple[list[str], bool]] = {}
 
     def records(self) -> dict[str, bytes]:
         """Every record, by field: `n<i>` a node (`NodeSpec`), `e<j>` an edge (source,
@@ -83,31 +83,43 @@ class GraphSpec:
             seeds += [f"n{i}", msgspec.json.encode(self.nodes[i]).decode()]
         return seeds
 
-    def seeds(self, node: int) -> list[str]:
+    def seeds(self, node: int) -> tuple[list[str], bool]:
         """`field, record, ...` of what routing the edges of `node` reads unless it skips
-        nodes: the edges, their targets and the targets' incoming edges (cached)."""
+        nodes or completes a large join: the edges, their targets and the incoming edges of
+        targets with at most SMALL_JOIN of them. A larger target is sent as a light record
+        (counts instead of its edge lists), which keeps the cost of one commit independent of
+        the size of the graph; the script reads the rest from the graph's hash when it needs
+        it. The flag says whether it may (cached)."""
         seeds = self._seeds.get(node)
         if seeds is None:
             edges: dict[int, None] = {}
-            targets: dict[int, None] = {}
+            lazy = False
+            records: list[str] = []
             for j in self.nodes[node].out:
                 edges[j] = None
-                target = self.edges[j].target
-                targets[target] = None
-                edges.update(dict.fromkeys(self.nodes[target].forward_in))
-                edges.update(dict.fromkeys(self.nodes[target].back_in))
-            seeds = []
+                target = self.nodes[self.edges[j].target]
+                if len(target.forward_in) + len(target.back_in) <= SMALL_JOIN:
+                    edges.update(dict.fromkeys(target.forward_in))
+                    edges.update(dict.fromkeys(target.back_in))
+                    record = msgspec.json.encode(target)
+                else:
+                    lazy = True
+                    record = msgspec.json.encode((target.id, target.flags, len(target.forward_in),
+                                                  len(target.back_in), len(target.out)))
+                records += [f"n{self.edges[j].target}", record.decode()]
             for j in edges:
-                seeds += [f"e{j}", self._edge_record(j).decode()]
-            for i in targets:
-                seeds += [f"n{i}", msgspec.json.encode(self.nodes[i]).decode()]
-            self._seeds[node] = seeds
+                records += [f"e{j}", self._edge_record(j).decode()]
+            seeds = self._seeds[node] = (records, lazy)
         return seeds
+
+
+SMALL_JOIN = 16
+"""Targets with at most this many incoming edges travel whole with every commit into them."""
 
 
 graph_spec = per_graph(GraphSpec)
 """The (cached) spec of a compiled graph."""
 
 
-__all__ = ["ANY", "CONTROLLER", "FALLBACK_ONLY", "EdgeSpec", "GraphSpec", "NodeSpec",
+__all__ = ["ANY", "CONTROLLER", "FALLBACK_ONLY", "SMALL_JOIN", "EdgeSpec", "GraphSpec", "NodeSpec",
            "graph_spec"]

@@ -219,7 +219,9 @@ class RedisRunStore:
         """Call a script that routes along the edges of `ref`'s node: it gets the graph
         records it needs (`GraphSpec.seeds`) and reads any others from the graph's hash,
         published here once per process, and again if it was lost."""
-        doc["gs"] = spec.seeds(ref.node)
+        doc["gs"], lazy = spec.seeds(ref.node)
+        if lazy:
+            doc["lazy"] = True
         if spec.digest not in self._published:
             await self.publish_graph(spec)
         out = await self._call(name, ref.run_id, doc, spec, register=register)

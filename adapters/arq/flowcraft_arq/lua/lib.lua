@@ -177,22 +177,63 @@ local function graph_record(f)
   end
   return rec
 end
--- Routing reads records beyond the seeds only to propagate skips: a call whose resolutions
--- are all taken never does. Else the graph must exist before the call writes anything (it is
+-- Routing reads records beyond the seeds only to propagate skips or to complete a large join
+-- (A.lazy: a seed is light, see below); a call whose resolutions are all taken and whose seeds
+-- are whole never does. Else the graph must exist before the call writes anything (it is
 -- published once per process; a lost one is published again: the 'nograph' refusal).
 local function graph_missing(res)
+  local may_read = A.lazy
   for i = 1, #res do
     if not res[i][2] then
-      return redis.call('EXISTS', K_GRAPH) == 0
+      may_read = true
     end
   end
-  return false
+  return may_read and redis.call('EXISTS', K_GRAPH) == 0
 end
 local function node_of(i)
   return graph_record('n' .. fmt(i))
 end
 local function edge_of(e)
   return graph_record('e' .. fmt(e))
+end
+-- how many edges a node record's list holds (a light record holds the count itself)
+local function count_of(list)
+  if type(list) == 'number' then
+    return list
+  end
+  return #list
+end
+-- the whole record of node i: a light seed (counts instead of the edge lists of a node with
+-- many incoming edges) is replaced by the record in the graph hash
+local function full_node(i)
+  local rec = node_of(i)
+  if type(rec[3]) == 'number' then
+    local raw = redis.call('HGET', K_GRAPH, 'n' .. fmt(i))
+    if not raw then
+      error({err = 'flowcraft: graph record n' .. fmt(i) .. ' missing in ' .. K_GRAPH})
+    end
+    rec = cjson.decode(raw)
+    GRAPH['n' .. fmt(i)] = rec
+  end
+  return rec
+end
+-- read the records of edges `list` not known yet with one HMGET
+local function load_edges(list)
+  local missing = {}
+  for i = 1, #list do
+    local f = 'e' .. fmt(list[i])
+    if GRAPH[f] == nil and SEEDS[f] == nil then
+      missing[#missing + 1] = f
+    end
+  end
+  if #missing > 0 then
+    local raw = call_sliced('HMGET', K_GRAPH, missing)
+    for i = 1, #missing do
+      if raw[i] then
+        GRAPH[missing[i]] = cjson.decode(raw[i])
+      end
+    end
+  end
 end
 
 -- parse a leasable instance record ("F..." or "G..."); nil for any other state
@@ -518,11 +559,11 @@ local function read_ahead(res, it)
       local k = ikey(edge[2], it)
       fields[#fields + 1] = 'i:' .. k
       local required = node[3]
-      if #required > 1 then
+      if count_of(required) > 1 then
         fields[#fields + 1] = 'j:' .. k
         if node[2] % 2 == 1 then
           fields[#fields + 1] = 't:' .. k
-        else
+        elseif type(required) == 'table' then  -- a large join reads them once, at the end
           for r = 1, #required do
             fields[#fields + 1] = 'e:' .. fmt(required[r]) .. '#' .. fmt(it)
           end
@@ -562,7 +603,8 @@ local function resolve(e, it, taken, value, fired, skips, defer, now)
   if edge[3] == 1 then
     required = node[4]
   end
-  if #required == 1 then
+  local needed = count_of(required)
+  if needed == 1 then
     if taken then
       fire(tgt, it, value, fired, defer, now)
     else
@@ -577,7 +619,7 @@ local function resolve(e, it, taken, value, fired, skips, defer, now)
   local resolved = tonumber(getf('j:' .. k) or '0') + 1
   put('j:' .. k, fmt(resolved))
   local is_any = flags % 2 == 1
-  local complete = resolved >= #required
+  local complete = resolved >= needed
   if taken then
     if is_any then
       local first = not getf('t:' .. k)
@@ -600,6 +642,14 @@ local function resolve(e, it, taken, value, fired, skips, defer, now)
     forget({'j:' .. k, 't:' .. k})
     return
   end
+  if type(required) == 'number' then  -- a large join: its edge list, and their records
+    node = full_node(tgt)
+    required = node[3]
+    if edge[3] == 1 then
+      required = node[4]
+    end
+  end
+  load_edges(required)
   local fields, missing = {}, {}
   for i = 1, #required do
     local f = 'e:' .. fmt(required[i]) .. '#' .. fmt(it)
@@ -667,7 +717,7 @@ local function route(n, it, res, fired, defer, now)
   end
   while #skips > 0 do
     local s = table.remove(skips)
-    local node = node_of(s[1])
+    local node = full_node(s[1])
     if A.sk then
       fact({fact = 'skipped', node_id = node[1], iteration = s[2], ts = A.ts})
     end

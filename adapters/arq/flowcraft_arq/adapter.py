@@ -203,7 +203,7 @@ def worker_settings(
     queue_name: str | None = None,
     prefix: str = DEFAULT_PREFIX,
     max_jobs: int = 16,
-    poll_delay: float = 0.05,
+    poll_delay: float = 0.01,
     job_timeout: float = 300.0,
     max_tries: int = 25,
     lease_ms: int = 30_000,
@@ -227,7 +227,8 @@ def worker_settings(
     """A WorkerSettings class for `arq module.WorkerSettings` or `arq.worker.Worker(**...)`.
 
     `poll_delay` (s) and `max_jobs` are arq's; the defaults suit workflows (arq's own 0.5 s poll
-    delay would add up to half a second per node). `job_timeout` (s) also bounds how long arq
+    delay would add up to half a second to a run: an idle worker picks a job up after at most
+    `poll_delay`, at the cost of one ZRANGEBYSCORE per `poll_delay` while idle). `job_timeout` (s) also bounds how long arq
     waits before re-running the job of a worker that died (`job_timeout + 10 s`); a node still
     running shortly before it fails with NodeTimeoutError (arq would drop the job). `lease_ms`
     is how long a dead worker blocks an instance for `reconcile`. A job with another

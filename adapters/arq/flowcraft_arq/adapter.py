@@ -228,8 +228,9 @@ def worker_settings(
 
     `poll_delay` (s) and `max_jobs` are arq's; the defaults suit workflows (arq's own 0.5 s poll
     delay would add up to half a second to a run: an idle worker picks a job up after at most
-    `poll_delay`, at the cost of one ZRANGEBYSCORE per `poll_delay` while idle). `job_timeout` (s) also bounds how long arq
-    waits before re-running the job of a worker that died (`job_timeout + 10 s`); a node still
+    `poll_delay`, at the cost of one ZRANGEBYSCORE per `poll_delay` while idle).
+    `job_timeout` (s) also bounds how long arq waits before re-running the job of a worker
+    that died (`job_timeout + 10 s`); a node still
     running shortly before it fails with NodeTimeoutError (arq would drop the job). `lease_ms`
     is how long a dead worker blocks an instance for `reconcile`. A job with another
     blueprint version is retried for `version_grace_s`, spread over at most `max_tries` tries.

@@ -37,6 +37,7 @@ from flowcraft.distributed.protocols import (
 from flowcraft.events import Event, decode_event, event_of_fact
 from flowcraft.result import WorkflowError, WorkflowResult, result_of, utc_now
 from flowcraft.runtime.spec import GraphSpec
+from flowcraft_arq.coalesce import Coalescer
 from flowcraft_arq.keys import (
     DEFAULT_PREFIX,
     MetaField,
@@ -55,6 +56,9 @@ SCRIPT_NAMES = ("start_run", "claim", "renew", "commit", "fail", "release", "can
 GLOBAL_SCRIPT_NAMES = ("rescore",)
 """Scripts on a global key, without the per-run prelude."""
 
+
+_Commit = tuple[tuple[str, ...], str, dict[str, Any]]
+"""One commit script call: its keys, the run id, its arguments."""
 
 RUNS_INDEX_RECHECK_S = 2.0
 """How long a store trusts its last look at whether a dashboard keeps the runs index."""
@@ -83,6 +87,9 @@ def scripts() -> dict[str, _Script]:
         lib = _read_script("lib")
         _SCRIPTS = {name: _Script(name, lib) for name in SCRIPT_NAMES}
         _SCRIPTS.update((name, _Script(name, "")) for name in GLOBAL_SCRIPT_NAMES)
+        # commit.lua's body as a function the batch driver calls once per commit
+        _SCRIPTS["commit_many"] = _Script("commit_many", "\n".join([
+            lib, "local function commit_one()", _read_script("commit"), "end"]))
     return _SCRIPTS
 
 
@@ -168,6 +175,7 @@ class RedisRunStore:
         self.prefix = check_prefix(prefix)
         self.queue = queue
         self._published: set[str] = set()
+        self._commits: Coalescer[_Commit] = Coalescer(self._commit_one, self._commit_many)
         self._index_listed, self._index_checked_at = False, -RUNS_INDEX_RECHECK_S
         self.result_ttl_ms = int(result_ttl * 1000)
         self.events_maxlen = events_maxlen
@@ -224,11 +232,30 @@ class RedisRunStore:
             doc["lazy"] = True
         if spec.digest not in self._published:
             await self.publish_graph(spec)
-        out = await self._call(name, ref.run_id, doc, spec, register=register)
+        if name == "commit":  # concurrent commits share a round trip
+            keys = self.keys(ref.run_id)
+            out = await self._commits.call(
+                ((*keys.script_keys, graph_key(self.prefix, spec.digest)), ref.run_id, doc))
+        else:
+            out = await self._call(name, ref.run_id, doc, spec, register=register)
         if out[1] == b"nograph":
             await self.publish_graph(spec)
             out = await self._call(name, ref.run_id, doc, spec, register=register)
         return out
+
+    async def _commit_one(self, call: _Commit) -> Any:
+        keys, run_id, doc = call
+        return await self._eval("commit", keys, [run_id, self.keys(run_id).channel,
+                                                 self.result_ttl_ms, self.events_maxlen,
+                                                 _pack(doc)])
+
+    async def _commit_many(self, calls: list[_Commit]) -> list[Any]:
+        """Several commits in one call of lua/commit_many.lua (replies in order)."""
+        keys = [key for call in calls for key in call[0]]
+        batch = [[run_id, self.keys(run_id).channel, doc] for _, run_id, doc in calls]
+        replies: list[Any] = await self._eval("commit_many", keys, [
+            "", "", self.result_ttl_ms, self.events_maxlen, _pack(batch)])
+        return replies
 
     async def publish_graph(self, spec: GraphSpec) -> None:
         """Store the records of `spec`'s shape (idempotent: a shape's records never change)."""

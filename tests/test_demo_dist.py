@@ -80,9 +80,11 @@ def test_ctrl_c_stops_every_process_it_started() -> None:
     lines: list[str] = []
     deadline = time.monotonic() + 60
     try:
+        # interrupt while the workers start: a run (one arq job with fusion) could finish
+        # before a later Ctrl-C arrives
         for line in demo.stdout:
             lines.append(line)
-            if line.startswith("worker 2: pid") or time.monotonic() > deadline:
+            if line.startswith("redis: private redis-server") or time.monotonic() > deadline:
                 break
         demo.send_signal(signal.SIGINT)
         rest, _ = demo.communicate(timeout=60)
@@ -93,8 +95,9 @@ def test_ctrl_c_stops_every_process_it_started() -> None:
     out = "".join(lines) + rest
     assert demo.returncode == 130, out
     pids = started_pids(out)
-    assert sorted(pids) == ["redis-server", "worker 1", "worker 2"]
+    assert "redis-server" in pids
     assert "interrupted: stopping everything this demo started" in out
-    assert re.findall(r"^stopped (redis-server|worker \d)", out, re.M) == [
-        "worker 2", "worker 1", "redis-server"]
+    assert "started on 2 workers" not in out
+    # everything it started, and only that, stopped, the last started first
+    assert re.findall(r"^stopped (redis-server|worker \d)", out, re.M) == list(reversed(pids))
     assert [name for name, pid in pids.items() if not gone(pid)] == []

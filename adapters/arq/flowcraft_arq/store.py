@@ -389,6 +389,10 @@ class RedisRunStore:
         jobs, queued, _ = _handed_over(out[2:])
         return StartOutcome(created, jobs, status, queued)
 
+    def runs_listed(self) -> None:
+        """The runs index exists now (a dashboard of this process created it)."""
+        self._index_listed, self._index_checked_at = True, time.monotonic()
+
     async def _runs_listed(self) -> bool:
         """Whether the runs index exists (asked at most every RUNS_INDEX_RECHECK_S)."""
         now = time.monotonic()

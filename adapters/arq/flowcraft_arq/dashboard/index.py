@@ -82,6 +82,7 @@ class RunIndex:
         if now - self._enabled_at < COUNTS_TTL_S:
             return
         await self.redis.zadd(self.key, {SENTINEL: 0}, nx=True)
+        self.store.runs_listed()  # this process's starts list their runs at once
         self._enabled_at = now
 
     async def _ids(self, start: int, stop: int) -> list[str]:

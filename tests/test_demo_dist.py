@@ -73,9 +73,16 @@ def test_demo_runs_the_flow_on_two_workers_and_stops_everything() -> None:
     assert [name for name, pid in pids.items() if not gone(pid)] == []
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C as in a terminal, even when this test runs where SIGINT is
+    ignored (a background job of a non-interactive shell, which its children inherit)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_every_process_it_started() -> None:
     demo = subprocess.Popen([sys.executable, str(SCRIPT)], cwd=ROOT, env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_default_sigint)
     assert demo.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + 60

@@ -4,25 +4,14 @@ lua/commit_many.lua), with the same outcome each would have had alone. Real redi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from dist_scenarios import diamond
 from flowcraft_arq import ArqAdapter
-from flowcraft_arq.store import scripts
+from flowcraft_arq.scripts import scripts
 from redis.asyncio import Redis
 
 from flowcraft.distributed import CommitRequest, InstanceRef, Refusal, Resolution, graph_spec
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def evalsha_calls(redis: Redis) -> int:

@@ -2,18 +2,16 @@
 
 Every state transition of a run is one Lua script call (atomic): `start_run`, `claim`, `renew`,
 `commit`, `fail`, `release`, `cancel`, `reconcile`. The scripts implement exactly the semantics
-of `flowcraft.distributed.memory.MemoryStore` (the reference model). They are read from
-`lua/*.lua` (each prefixed by `lua/lib.lua`), hashed once, and called with EVALSHA; a NOSCRIPT
-answer (a restarted or flushed server) loads them and retries.
+of `flowcraft.distributed.memory.MemoryStore` (the reference model). They are composed from
+`lua/*.lua` once per process (`scripts.py`) and called with EVALSHA; a NOSCRIPT answer (a
+restarted or flushed server) loads them and retries.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from typing import Any
 
 import msgspec
@@ -47,50 +45,16 @@ from flowcraft_arq.keys import (
     graph_key,
     runs_index_key,
 )
+from flowcraft_arq.scripts import scripts
 
 log = logging.getLogger("flowcraft.arq.store")
 
 _pack = msgspec.msgpack.encode
-SCRIPT_NAMES = ("start_run", "claim", "renew", "commit", "fail", "release", "cancel",
-                "reconcile", "loop_count", "resume", "scatter", "park", "adopt")
-GLOBAL_SCRIPT_NAMES = ("rescore",)
-"""Scripts on a global key, without the per-run prelude."""
-
-
 _Commit = tuple[tuple[str, ...], str, dict[str, Any]]
 """One commit script call: its keys, the run id, its arguments."""
 
 RUNS_INDEX_RECHECK_S = 2.0
 """How long a store trusts its last look at whether a dashboard keeps the runs index."""
-
-
-def _read_script(name: str) -> str:
-    return resources.files("flowcraft_arq").joinpath("lua", f"{name}.lua").read_text("utf-8")
-
-
-class _Script:
-    __slots__ = ("name", "sha", "source")
-
-    def __init__(self, name: str, lib: str) -> None:
-        self.name = name
-        self.source = (lib + "\n" if lib else "") + _read_script(name)
-        self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
-
-
-_SCRIPTS: dict[str, _Script] | None = None
-
-
-def scripts() -> dict[str, _Script]:
-    """The composed scripts, read from the package once per process."""
-    global _SCRIPTS
-    if _SCRIPTS is None:
-        lib = _read_script("lib")
-        _SCRIPTS = {name: _Script(name, lib) for name in SCRIPT_NAMES}
-        _SCRIPTS.update((name, _Script(name, "")) for name in GLOBAL_SCRIPT_NAMES)
-        # commit.lua's body as a function the batch driver calls once per commit
-        _SCRIPTS["commit_many"] = _Script("commit_many", "\n".join([
-            lib, "local function commit_one()", _read_script("commit"), "end"]))
-    return _SCRIPTS
 
 
 def _text(value: bytes | str) -> str:
@@ -577,4 +541,4 @@ class RedisRunStore:
         return ReconcileOutcome(jobs, int(out[2]), status, blueprint_id, finished, exhausted)
 
 
-__all__ = ["SCRIPT_NAMES", "RedisRunStore", "ScriptQueue", "scripts"]
+__all__ = ["RedisRunStore", "ScriptQueue"]

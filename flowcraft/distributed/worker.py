@@ -19,7 +19,6 @@ import logging
 import os
 import secrets
 import signal
-import time
 from collections.abc import Collection, Mapping
 from contextvars import ContextVar
 from enum import StrEnum
@@ -35,6 +34,7 @@ from flowcraft.context import OUTPUTS_PREFIX, NodeScopedContext, ensure_encodabl
 from flowcraft.distributed.completion import Flows, timestamp
 from flowcraft.distributed.context import BufferedContext
 from flowcraft.distributed.control import Control
+from flowcraft.distributed.fusion import Fusion
 from flowcraft.distributed.heartbeat import Beat, Heartbeat
 from flowcraft.distributed.jobtrace import CURRENT_JOB, JobTrace
 from flowcraft.distributed.protocols import (
@@ -43,11 +43,8 @@ from flowcraft.distributed.protocols import (
     InstanceRef,
     JobPayload,
     JobQueue,
-    JobRef,
-    QueuedJob,
     Refusal,
     delivery_token,
-    fused_token,
 )
 from flowcraft.errors import (
     BlueprintError,
@@ -95,65 +92,6 @@ class VersionMismatch(Exception):
                          f"blueprint version {payload.version!r}, this worker has "
                          f"{worker_version!r}")
         self.defer_s = defer_s
-
-
-class Fusion:
-    """The local-continuation budget of one queue job: the successors its commits claim run
-    here, next to the job's own node, until `nodes` of them ran or `seconds` passed (so one run
-    cannot hog a worker); then the commits leave every successor to the queue. At most
-    `width` are claimed per commit (a wide fan-out still spreads over the workers)."""
-
-    def __init__(self, worker: JobWorker, nodes: int, seconds: float, width: int) -> None:
-        self.worker = worker
-        self.left = nodes
-        self.deadline = time.monotonic() + seconds
-        self.width = width
-        self.unfinished: dict[str, JobPayload] = {}
-        self._tg: anyio.abc.TaskGroup | None = None
-
-    async def run_job(self, payload: JobPayload) -> JobOutcome | Refusal:
-        """Run the job's own node, then wait for the successors it ran on."""
-        try:
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                outcome = await self.worker._traced(payload, self, None)
-        except BaseExceptionGroup as group:  # the job's own error (fused ones are logged)
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
-        return outcome
-
-    def wanted(self) -> int:
-        """How many successors the next commit may claim."""
-        if self.left <= 0 or time.monotonic() >= self.deadline:
-            return 0
-        return min(self.left, self.width)
-
-    def start(self, parent: JobPayload, spec: GraphSpec, token: str,
-              claimed: list[tuple[JobRef, bytes]]) -> None:
-        """Start the claimed successors of a commit made with `token`."""
-        assert self._tg is not None
-        self.left -= len(claimed)
-        for k, (ref, raw_input) in enumerate(claimed):
-            payload = self.worker.payload_for(parent.run_id, spec, ref)
-            self.unfinished[payload.job_id] = payload
-            self._tg.start_soon(self._run, payload, fused_token(token, k), raw_input)
-
-    async def _run(self, payload: JobPayload, token: str, raw_input: bytes) -> None:
-        try:
-            await self.worker._traced(payload, self, (token, raw_input))
-        except Exception:  # one fused node's bug must not cancel its siblings
-            log.exception("run %s: fused job %s failed", payload.run_id, payload.job_id)
-        self.unfinished.pop(payload.job_id, None)
-
-    async def requeue_unfinished(self) -> None:
-        """The job ran out of time: the successors still running gave their instances up
-        (released); queue each as a job of its own rather than fail it for the time its
-        predecessors took."""
-        with anyio.CancelScope(shield=True):
-            if self.unfinished:
-                await self.worker.queue.enqueue([QueuedJob(p) for p in self.unfinished.values()])
-            self.unfinished.clear()
 
 
 class Job:
@@ -595,4 +533,4 @@ class JobWorker(Control):
         return await self._complete(job, result)
 
 
-__all__ = ["Fusion", "Job", "JobOutcome", "JobWorker", "VersionMismatch"]
+__all__ = ["Job", "JobOutcome", "JobWorker", "VersionMismatch"]

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -100,15 +100,6 @@ def worker_processes(count: int, redis_url: str, queue: str, prefix: str, tmp: P
     finally:
         for worker in workers:
             worker.stop()
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def completions(flat: dict[bytes, bytes]) -> dict[str, bytes]:

@@ -8,7 +8,6 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +33,6 @@ from flowcraft import Flow, FlowcraftError
 # job (after job_timeout + 10 s) cannot be what finishes the runs within the test's 60 s.
 SHORTENED = {"FLOWCRAFT_RECONCILE_EVERY": "1", "FLOWCRAFT_STALLED_AFTER": "3",
              "FLOWCRAFT_LEASE_MS": "2000"}
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def executions(markers: Path, run_id: str) -> list[tuple[str, int]]:

@@ -20,14 +20,12 @@ from dist_helpers import comparable
 from dist_scenarios import SCENARIOS, SUBFLOW_CHILDREN, SUBFLOW_PARENTS, wait_flow
 from flowcraft_arq import ArqAdapter, FlowcraftClient
 from redis.asyncio import Redis
-from test_arq_faults import node_finish_counts, redis, worker_processes
+from test_arq_faults import node_finish_counts, worker_processes
 from test_hitl import in_memory as hitl_in_memory
 from test_subflow_dist import in_memory as subflow_in_memory
 
 from flowcraft import FlowRuntime, ResumeError
 from flowcraft.distributed.worker import CRASH_AFTER_COMMIT_ENV
-
-__all__ = ["redis"]  # the fixture, imported
 
 HERE = Path(__file__).resolve().parent
 FLOWS = [wait_flow(), *SUBFLOW_CHILDREN, *SUBFLOW_PARENTS]

@@ -127,7 +127,7 @@ class StoredRun:
              defer_ms: int) -> None:
         record = self.inst[inst_key(node_index, iteration)] = Record("F", 0, value)
         defer = int(time.time() * 1000) + defer_ms if defer_ms > 0 else 0
-        if defer_ms > 0:  # a deferred job counts as fired when it is due (see lib.lua fire)
+        if defer_ms > 0:  # a deferred job counts as fired when it is due (routing.lua fire)
             record.fired += defer_ms
         ref = JobRef(node_index, iteration, 0, defer)
         self.outbox[ref.key] = ref

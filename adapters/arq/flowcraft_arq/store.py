@@ -72,7 +72,7 @@ def _refs(raw: Sequence[Any]) -> list[JobRef]:
 
 def _handed_over(raw: Sequence[Any]) -> tuple[list[JobRef], list[JobRef],
                                                list[tuple[JobRef, bytes]]]:
-    """A script's fired jobs (lua/lib.lua `handed_over`): to dispatch, already queued, and
+    """A script's fired jobs (lua/routing.lua `handed_over`): to dispatch, already queued, and
     claimed for the caller with their inputs."""
     jobs: list[JobRef] = []
     queued: list[JobRef] = []

@@ -1,7 +1,8 @@
 -- commit_many: the commits of several runs in one call (one round trip for the commits a
--- worker's concurrent jobs made at about the same time). Composed as lib.lua, then commit.lua
--- wrapped into `commit_one`, then this driver, which runs commit_one once per commit with the
--- prelude's per-call state (keys, run id, arguments, buffers) set to that commit's.
+-- worker's concurrent jobs made at about the same time). Composed as the prelude (see
+-- scripts.py), then commit.lua wrapped into `commit_one`, then this driver, which runs
+-- commit_one once per commit with the prelude's per-call state (keys, run id, arguments,
+-- buffers) set to that commit's.
 -- KEYS: per commit the six keys of a routing script (lib.lua). ARGV: 1-2 unused, 3 result TTL,
 -- 4 event log max length, 5 msgpack list of {run id, channel, commit arguments}
 -- returns the list of the commits' replies, in order

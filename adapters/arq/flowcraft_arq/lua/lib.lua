@@ -399,3 +399,24 @@ local function not_live(status)
   end
   return nil
 end
+
+-- the caller's leased instance for a hand-over (scatter, park), as held(); but a retried call
+-- (the instance was handed over already) is refused 'done' with the outbox to queue, and a run
+-- that stopped meanwhile drops the instance (the caller stops what it would have handed over)
+local function held_for_hand_over()
+  local field, status, r, live = held()
+  if not field then
+    if status[2] == 'done' then
+      return nil, with_outbox(status)
+    end
+    return nil, status
+  end
+  if status ~= 'running' then
+    put(field, 'C')
+    put('live', fmt(live - 1))
+    local finished = maybe_finish(live - 1, status, A.ts, blueprint_id())
+    flush()
+    return nil, {0, 'not_running', status, finished}
+  end
+  return field, status, r, live
+end

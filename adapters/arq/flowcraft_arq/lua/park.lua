@@ -4,19 +4,9 @@
 -- cancels the child). A retried park of a parked instance answers 'done' with the outbox.
 -- A: {n, it, tok, ts}
 -- returns {ok, reason, status, finished, job, ...}
-local field, status, r, live = held()
+local field, status, r, live = held_for_hand_over()
 if not field then
-  if status[2] == 'done' then
-    return with_outbox(status)
-  end
   return status  -- the refusal
-end
-if status ~= 'running' then
-  put(field, 'C')
-  put('live', fmt(live - 1))
-  local finished = maybe_finish(live - 1, status, A.ts, blueprint_id())
-  flush()
-  return {0, 'not_running', status, finished}
 end
 redis.call('HSET', K_META, field, 'S', 'sp:' .. ikey(A.n, A.it), saved(r))
 return {1, '', status, 0}

@@ -109,6 +109,11 @@ local function entry_of(c, it)
   return it
 end
 
+-- the field of the value edge e carries into an `all` join at iteration it
+local function edge_value_field(e, it)
+  return 'e:' .. fmt(e) .. '#' .. fmt(it)
+end
+
 -- The meta fields routing `res` (resolutions at iteration it) will read for the targets its
 -- normal edges reach: their instance, join counter, taken marker and edge values, so that
 -- a commit reads them with its first HMGET instead of one command each.
@@ -127,7 +132,7 @@ local function read_ahead(res, it)
           fields[#fields + 1] = 't:' .. k
         elseif type(required) == 'table' then  -- a large join reads them once, at the end
           for r = 1, #required do
-            fields[#fields + 1] = 'e:' .. fmt(required[r]) .. '#' .. fmt(it)
+            fields[#fields + 1] = edge_value_field(required[r], it)
           end
         end
       end
@@ -191,7 +196,7 @@ local function resolve(e, it, taken, value, fired, skips, defer, now)
           defer, now)
       end
     elseif not complete then
-      put('e:' .. fmt(e) .. '#' .. fmt(it), value)
+      put(edge_value_field(e, it), value)
     end
   end
   if not complete then
@@ -214,7 +219,7 @@ local function resolve(e, it, taken, value, fired, skips, defer, now)
   load_edges(required)
   local fields, missing = {}, {}
   for i = 1, #required do
-    local f = 'e:' .. fmt(required[i]) .. '#' .. fmt(it)
+    local f = edge_value_field(required[i], it)
     fields[i] = f
     if required[i] ~= e and W[f] == nil and PRE[f] == nil then
       missing[#missing + 1] = f

@@ -6,19 +6,9 @@
 -- the outbox to queue; a run that stopped meanwhile drops the batch instance instead.
 -- A: {n, it, tok, items = {item JSON, ...}, ev, now, conc, ts}
 -- returns {ok, reason, status, finished, job, ...}
-local field, status, r, live = held()
+local field, status, r, live = held_for_hand_over()
 if not field then
-  if status[2] == 'done' then
-    return with_outbox(status)
-  end
   return status  -- the refusal
-end
-if status ~= 'running' then
-  put(field, 'C')
-  put('live', fmt(live - 1))
-  local finished = maybe_finish(live - 1, status, A.ts, blueprint_id())
-  flush()
-  return {0, 'not_running', status, finished}
 end
 local bk = ikey(A.n, A.it)
 put(field, 'B')

@@ -139,6 +139,7 @@ class RedisRunStore:
         self.prefix = check_prefix(prefix)
         self.queue = queue
         self._published: set[str] = set()
+        self._queue_docs: dict[GraphSpec, dict[str, Any]] = {}  # built once per spec
         self._commits: Coalescer[_Commit] = Coalescer(self._commit_one, self._commit_many)
         self._index_listed, self._index_checked_at = False, -RUNS_INDEX_RECHECK_S
         self.result_ttl_ms = int(result_ttl * 1000)
@@ -232,8 +233,12 @@ class RedisRunStore:
         outbox (no queue bound, or the jobs carry a trace context, which is per job)."""
         if self.queue is None or outgoing_carrier():
             return None
-        return {"k": self.queue.queue_name, "p": self.queue.job_key_prefix,
+        doc = self._queue_docs.get(spec)
+        if doc is None:
+            doc = self._queue_docs[spec] = {
+                "k": self.queue.queue_name, "p": self.queue.job_key_prefix,
                 "f": self.queue.function, "v": spec.version or False, "bp": spec.blueprint_id}
+        return doc
 
     # -- reads ------------------------------------------------------------------------------
 
